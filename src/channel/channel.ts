@@ -1,0 +1,335 @@
+/**
+ * The protocol state machine of one client connection, socket-free: packets come in through
+ * `handle`, packets go out through the `Transport` it is given. It is the single place where
+ * protocol errors become reason codes (`fail`). Handlers for each packet type live beside it:
+ * connect.ts, publish.ts (inbound PUBLISH and its acks), deliver.ts (outbound PUBLISH and the
+ * client's acks), subscribe.ts, and this file keeps the lifecycle: keepalive, DISCONNECT, close.
+ */
+import type { Logger } from 'pino';
+import type { ClientIdentity, EnhancedAuthMethod, EnhancedAuthSession } from '../auth/types.js';
+import type { Broker, DeliveryTarget } from '../broker/broker.js';
+import type { IConnectPacket, Packet } from '../codec/codec.js';
+import { RC } from '../codec/reason-codes.js';
+import type { Session } from '../session/session.js';
+import type { StoredMessage } from '../store/types.js';
+import { handleAuth, handleConnect } from './connect.js';
+import { handlePuback, handlePubcomp, handlePubrec, pump, sendQos0 } from './deliver.js';
+import { handlePublish, handlePubrel } from './publish.js';
+import { handleSubscribe, handleUnsubscribe } from './subscribe.js';
+
+/** What a channel needs from its connection. */
+export interface Transport {
+  readonly remoteAddress: string;
+  /** Encodes a packet in the connection's protocol version. */
+  encode(packet: Packet): Buffer;
+  /** Writes encoded bytes (batched per event-loop turn). */
+  write(bytes: Buffer): void;
+  /** Bytes written but not yet flushed to the socket. */
+  readonly bufferedBytes: number;
+  /** Ends the connection after flushing what was written. */
+  close(): void;
+  /** Switches encoder and decoder to the version CONNECT named. */
+  setProtocolVersion(v: 3 | 4 | 5): void;
+}
+
+export interface ChannelDeps {
+  broker: Broker;
+  logger: Logger;
+  enhancedAuth: Map<string, EnhancedAuthMethod>;
+}
+
+export type ChannelState = 'awaiting-connect' | 'connecting' | 'authenticating' | 'connected' | 'closed';
+
+/** One pending acknowledgement to the publisher, sent in the order PUBLISH packets arrived. */
+interface PendingAck {
+  done: boolean;
+  packet: Packet | undefined;
+}
+
+export class Channel implements DeliveryTarget {
+  state: ChannelState = 'awaiting-connect';
+  protocolVersion: 3 | 4 | 5 = 4;
+  clientId = '';
+  username: string | undefined;
+  session: Session | undefined;
+  /** Keep Alive in seconds as in force (client's, or Server Keep Alive) [MQTT-3.1.2-22]. */
+  keepAlive = 0;
+  /** Client's Receive Maximum: our outbound in-flight window is the smaller of it and ours. */
+  clientReceiveMaximum = 65535;
+  /** Client's Maximum Packet Size; 0 = no limit [MQTT-3.1.2-24]. */
+  clientMaxPacketSize = 0;
+  /** Inbound topic aliases [MQTT-3.3.2-?]: alias -> topic name. */
+  readonly topicAliases = new Map<number, string>();
+  /** Inbound QoS 1/2 PUBLISH not yet fully acknowledged (for Receive Maximum [MQTT-3.3.4-9]). */
+  inboundInFlight = 0;
+  requestProblemInformation = true;
+  /** Whether the session had Session Expiry 0 at CONNECT (DISCONNECT may not raise it [MQTT-3.14.2-2]). */
+  connectExpiryZero = false;
+  authMethod: string | undefined;
+  authSession: EnhancedAuthSession | undefined;
+  /** CONNECT waiting for an AUTH exchange to finish. */
+  pendingConnect: { packet: IConnectPacket; assignedClientId: string | undefined } | undefined;
+  /** Set when the client sent DISCONNECT; the will is then dropped unless reason 0x04. */
+  private gracefulDisconnect = false;
+  private publishWillOnClose = true;
+  private readonly ackQueue: PendingAck[] = [];
+  private readonly backlog: Packet[] = [];
+  private lastActivity = Date.now();
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private resolveClosed!: () => void;
+  readonly closed: Promise<void>;
+
+  constructor(
+    readonly transport: Transport,
+    readonly deps: ChannelDeps,
+  ) {
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    // A client that never sends CONNECT is closed after the connect timeout.
+    this.keepAliveTimer = setTimeout(() => {
+      if (this.state === 'awaiting-connect' || this.state === 'connecting' || this.state === 'authenticating') {
+        this.deps.logger.debug({ remote: transport.remoteAddress }, 'connect timeout');
+        this.close('connect timeout');
+      }
+    }, deps.broker.options.connectTimeoutMs).unref();
+  }
+
+  get broker(): Broker {
+    return this.deps.broker;
+  }
+
+  get identity(): ClientIdentity {
+    return {
+      clientId: this.clientId,
+      username: this.username,
+      remoteAddress: this.transport.remoteAddress,
+      protocolVersion: this.protocolVersion,
+    };
+  }
+
+  /** A getter, so that checks after an `await` are not narrowed away by the compiler. */
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  get isV5(): boolean {
+    return this.protocolVersion === 5;
+  }
+
+  // ---------------------------------------------------------------- inbound
+
+  /** Handles one decoded packet from the client. Never throws. */
+  handle(packet: Packet): void {
+    if (this.state === 'closed') return;
+    this.lastActivity = Date.now();
+    // While CONNECT (or an AUTH exchange) is in progress, later packets wait their turn.
+    if (this.state === 'connecting' || (this.state === 'authenticating' && packet.cmd !== 'auth')) {
+      if (this.backlog.length >= 1000) {
+        this.fail(RC.ReceiveMaximumExceeded, 'too many packets before CONNACK');
+        return;
+      }
+      this.backlog.push(packet);
+      return;
+    }
+    try {
+      this.dispatch(packet);
+    } catch (err) {
+      this.deps.logger.error({ err, clientId: this.clientId }, 'packet handler failed');
+      this.fail(RC.ImplementationSpecificError, 'internal error');
+    }
+  }
+
+  private dispatch(packet: Packet): void {
+    if (this.state === 'awaiting-connect') {
+      // The first packet from the client MUST be CONNECT [MQTT-3.1.0-1].
+      if (packet.cmd !== 'connect') {
+        this.close('first packet was not CONNECT');
+        return;
+      }
+      void handleConnect(this, packet);
+      return;
+    }
+    switch (packet.cmd) {
+      case 'publish':
+        handlePublish(this, packet);
+        return;
+      case 'puback':
+        handlePuback(this, packet);
+        return;
+      case 'pubrec':
+        handlePubrec(this, packet);
+        return;
+      case 'pubrel':
+        handlePubrel(this, packet);
+        return;
+      case 'pubcomp':
+        handlePubcomp(this, packet);
+        return;
+      case 'subscribe':
+        handleSubscribe(this, packet);
+        return;
+      case 'unsubscribe':
+        handleUnsubscribe(this, packet);
+        return;
+      case 'pingreq':
+        this.send({ cmd: 'pingresp' });
+        return;
+      case 'disconnect':
+        this.handleDisconnect(packet);
+        return;
+      case 'auth':
+        if (!this.isV5) return this.fail(RC.ProtocolError, 'AUTH is not part of MQTT 3.1.1');
+        void handleAuth(this, packet);
+        return;
+      case 'connect':
+        // A second CONNECT is a Protocol Error [MQTT-3.1.0-2].
+        this.fail(RC.ProtocolError, 'second CONNECT');
+        return;
+      default:
+        // CONNACK, SUBACK, UNSUBACK, PINGRESP are never sent by a client.
+        this.fail(RC.ProtocolError, `unexpected ${packet.cmd} from client`);
+    }
+  }
+
+  /** Runs the packets that arrived while CONNECT or AUTH was in progress. */
+  drainBacklog(): void {
+    while (this.backlog.length > 0 && this.state === 'connected') this.handle(this.backlog.shift()!);
+  }
+
+  private handleDisconnect(packet: Packet & { cmd: 'disconnect' }): void {
+    const session = this.session;
+    const reason = packet.reasonCode ?? 0;
+    const expiry = packet.properties?.sessionExpiryInterval;
+    if (this.isV5 && expiry !== undefined && session) {
+      // Session Expiry may not be set on DISCONNECT if it was 0 at CONNECT [MQTT-3.14.2-2].
+      if (this.connectExpiryZero && expiry !== 0) {
+        this.fail(RC.ProtocolError, 'session expiry interval set on DISCONNECT after CONNECT had 0');
+        return;
+      }
+      session.record = { ...session.record, expiryInterval: Math.min(expiry, this.broker.options.maxSessionExpiry) };
+      session.persistent = this.broker.isPersistent(session.record);
+    }
+    this.gracefulDisconnect = true;
+    // DISCONNECT 0x04 asks for the will; any other graceful DISCONNECT deletes it [MQTT-3.14.4-3].
+    this.publishWillOnClose = this.isV5 && reason === RC.DisconnectWithWillMessage;
+    this.close('client disconnected');
+  }
+
+  // ---------------------------------------------------------------- acks in order
+
+  /**
+   * Reserves the next acknowledgement slot. PUBACKs (and PUBRECs) go out in the order the
+   * PUBLISH packets arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3], even when their store writes finish
+   * out of order.
+   */
+  reserveAck(): PendingAck {
+    const slot: PendingAck = { done: false, packet: undefined };
+    this.ackQueue.push(slot);
+    return slot;
+  }
+
+  completeAck(slot: PendingAck, packet: Packet | undefined): void {
+    slot.done = true;
+    slot.packet = packet;
+    while (this.ackQueue.length > 0 && this.ackQueue[0]!.done) {
+      const head = this.ackQueue.shift()!;
+      if (head.packet) this.send(head.packet);
+    }
+  }
+
+  // ---------------------------------------------------------------- outbound
+
+  send(packet: Packet): void {
+    if (this.state === 'closed') return;
+    this.transport.write(this.transport.encode(packet));
+  }
+
+  sendQos0(message: StoredMessage, retain: boolean, subscriptionIds: number[] | undefined): void {
+    sendQos0(this, message, retain, subscriptionIds);
+  }
+
+  pump(): void {
+    pump(this);
+  }
+
+  // ---------------------------------------------------------------- keepalive
+
+  startKeepAlive(): void {
+    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    this.keepAliveTimer = undefined;
+    if (this.keepAlive === 0) return;
+    // The server closes the connection after 1.5x Keep Alive without a packet [MQTT-3.1.2-22].
+    const limit = this.keepAlive * 1500;
+    const check = () => {
+      const idle = Date.now() - this.lastActivity;
+      if (idle >= limit) {
+        this.deps.logger.debug({ clientId: this.clientId }, 'keepalive timeout');
+        this.fail(RC.KeepAliveTimeout, 'keep alive timeout');
+        return;
+      }
+      this.keepAliveTimer = setTimeout(check, limit - idle).unref();
+    };
+    this.keepAliveTimer = setTimeout(check, limit).unref();
+  }
+
+  // ---------------------------------------------------------------- errors and closing
+
+  /**
+   * A protocol error or limit breach: v5 clients get DISCONNECT with the reason code (and a
+   * reason string if they did not opt out [MQTT-3.1.2-29]); 3.x connections are closed
+   * [MQTT-4.8.0-1].
+   */
+  fail(reasonCode: number, reasonString: string): void {
+    if (this.state === 'closed') return;
+    this.deps.logger.debug({ clientId: this.clientId, reasonCode, reasonString }, 'protocol error');
+    if (this.isV5 && this.state === 'connected') {
+      this.send({
+        cmd: 'disconnect',
+        reasonCode,
+        properties: this.requestProblemInformation ? { reasonString } : undefined,
+      });
+    }
+    this.close(reasonString);
+  }
+
+  /** Server-initiated DISCONNECT with a reason code (takeover, shutdown, admin). */
+  kick(reasonCode: number, reasonString?: string): Promise<void> {
+    if (this.state === 'closed') return this.closing ?? this.closed;
+    if (this.isV5 && this.state === 'connected') {
+      this.send({ cmd: 'disconnect', reasonCode, properties: reasonString ? { reasonString } : undefined });
+    }
+    return this.close(reasonString ?? `disconnected with reason ${reasonCode}`);
+  }
+
+  /** Marks whether the will is due when this connection closes (takeover rules). */
+  setWillOnClose(publish: boolean): void {
+    this.publishWillOnClose = publish;
+  }
+
+  /** Closes the connection and detaches the session. Idempotent; resolves when done. */
+  close(why: string): Promise<void> {
+    if (this.closing) return this.closing;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    this.transport.close();
+    this.deps.logger.debug({ clientId: this.clientId, why }, 'connection closed');
+    this.closing = (async () => {
+      if (wasConnected && this.session) {
+        const publishWill = this.gracefulDisconnect ? this.publishWillOnClose : this.publishWillOnClose;
+        try {
+          await this.broker.detach(this, this.session, publishWill);
+        } catch (err) {
+          this.deps.logger.warn({ err, clientId: this.clientId }, 'detach failed');
+        }
+      }
+      this.resolveClosed();
+    })();
+    return this.closing;
+  }
+
+  /** The socket closed under us (error, EOF). */
+  onTransportClosed(): void {
+    void this.close('connection lost');
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Server -> client application messages: the in-flight window (Receive Maximum flow control
+ * [MQTT-4.9.0-1]), packet identifiers, message expiry, resend on resume, and the client's
+ * PUBACK / PUBREC / PUBCOMP.
+ */
+import type { IPubackPacket, IPubcompPacket, IPublishPacket, IPubrecPacket } from '../codec/codec.js';
+import { RC } from '../codec/reason-codes.js';
+import type { DeliveryEntry, QoS, StoredMessage } from '../store/types.js';
+import type { Channel } from './channel.js';
+
+function publishPacket(
+  ch: Channel,
+  message: StoredMessage,
+  qos: QoS,
+  retain: boolean,
+  subscriptionIds: number[] | undefined,
+  packetId: number | undefined,
+  dup: boolean,
+  now: number,
+): IPublishPacket | undefined {
+  const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup };
+  if (packetId !== undefined) packet.messageId = packetId;
+  if (ch.isV5) {
+    const props: NonNullable<IPublishPacket['properties']> = message.properties ? { ...message.properties } : {};
+    if (message.expiresAt !== undefined) {
+      // Pass on the remaining lifetime, not the original interval [MQTT-3.3.2-6].
+      const left = Math.ceil((message.expiresAt - now) / 1000);
+      if (left <= 0) return undefined;
+      props.messageExpiryInterval = left;
+    }
+    if (subscriptionIds && subscriptionIds.length > 0) {
+      props.subscriptionIdentifier = subscriptionIds.length === 1 ? subscriptionIds[0]! : subscriptionIds;
+    }
+    packet.properties = props;
+  } else if (message.expiresAt !== undefined && message.expiresAt <= now) {
+    return undefined;
+  }
+  return packet;
+}
+
+/** Encodes and writes a PUBLISH unless it exceeds the client's Maximum Packet Size, in which case
+ *  it is discarded as if delivered [MQTT-3.1.2-25]. Returns false when discarded. */
+function writePublish(ch: Channel, packet: IPublishPacket): boolean {
+  const bytes = ch.transport.encode(packet);
+  if (ch.clientMaxPacketSize > 0 && bytes.length > ch.clientMaxPacketSize) {
+    ch.broker.stats.drop('too_large_for_client');
+    return false;
+  }
+  ch.transport.write(bytes);
+  ch.broker.stats.publishSent++;
+  ch.broker.stats.messagesSent++;
+  return true;
+}
+
+export function sendQos0(ch: Channel, message: StoredMessage, retain: boolean, subscriptionIds: number[] | undefined): void {
+  if (ch.state !== 'connected') return;
+  // QoS 0 messages are dropped, and counted, when the client does not keep up.
+  if (ch.transport.bufferedBytes > ch.broker.options.maxOutputBufferBytes) {
+    ch.broker.stats.drop('qos0_backpressure');
+    return;
+  }
+  const packet = publishPacket(ch, message, 0, retain, subscriptionIds, undefined, false, Date.now());
+  if (!packet) {
+    ch.broker.stats.drop('expired');
+    return;
+  }
+  writePublish(ch, packet);
+}
+
+/** Sends queued entries while the in-flight window has room. */
+export function pump(ch: Channel): void {
+  const session = ch.session;
+  if (ch.state !== 'connected' || !session) return;
+  const window = Math.min(ch.clientReceiveMaximum, ch.broker.options.maxInflight);
+  const now = Date.now();
+  let dropped: number[] | undefined;
+  while (session.inflight.size < window) {
+    const e = session.shiftQueued();
+    if (!e) break;
+    if (e.qos === 0) {
+      sendQos0(ch, e.message, e.retain, e.subscriptionIds);
+      continue;
+    }
+    const packetId = session.allocatePacketId()!;
+    const packet = publishPacket(ch, e.message, e.qos, e.retain, e.subscriptionIds, packetId, false, now);
+    if (!packet) {
+      // Expired while queued: never delivered [MQTT-3.3.2-5].
+      ch.broker.stats.drop('expired');
+      (dropped ??= []).push(e.seq);
+      continue;
+    }
+    if (!writePublish(ch, packet)) {
+      (dropped ??= []).push(e.seq);
+      continue;
+    }
+    e.packetId = packetId;
+    e.phase = 'sent';
+    session.inflight.set(packetId, e);
+    ch.broker.noteSent(session, e);
+  }
+  if (dropped) ch.broker.noteDropped(session, dropped);
+}
+
+/**
+ * On a resumed session, in-flight messages are sent again first, in their original order: PUBLISH
+ * with DUP set and the same packet id, or PUBREL for those already PUBRECed [MQTT-4.4.0-1].
+ */
+export function replay(ch: Channel): void {
+  const session = ch.session!;
+  const now = Date.now();
+  for (const [packetId, e] of session.inflight) {
+    if (e.phase === 'released') {
+      ch.send({ cmd: 'pubrel', messageId: packetId });
+      continue;
+    }
+    // DUP is set when re-sending [MQTT-3.3.1-1]; the expiry still applies.
+    const packet = publishPacket(ch, e.message, e.qos, e.retain, e.subscriptionIds, packetId, true, now)
+      ?? publishPacket(ch, { ...e.message, expiresAt: undefined }, e.qos, e.retain, e.subscriptionIds, packetId, true, now)!;
+    writePublish(ch, packet);
+  }
+  pump(ch);
+}
+
+function complete(ch: Channel, packetId: number): void {
+  const session = ch.session!;
+  session.inflight.delete(packetId);
+  ch.broker.noteCompleted(session, packetId);
+  pump(ch);
+}
+
+export function handlePuback(ch: Channel, p: IPubackPacket): void {
+  const e = ch.session?.inflight.get(p.messageId!);
+  // A PUBACK for an unknown id or a QoS 2 message is ignored (nothing to acknowledge).
+  if (!e || e.qos !== 1) return;
+  complete(ch, p.messageId!);
+}
+
+export function handlePubrec(ch: Channel, p: IPubrecPacket): void {
+  const session = ch.session!;
+  const id = p.messageId!;
+  const e: DeliveryEntry | undefined = session.inflight.get(id);
+  if (!e || e.qos !== 2) {
+    // Unknown id: answer PUBREL "Packet Identifier not found" so the client can finish [MQTT-4.3.3-?].
+    ch.send(ch.isV5 ? { cmd: 'pubrel', messageId: id, reasonCode: RC.PacketIdentifierNotFound } : { cmd: 'pubrel', messageId: id });
+    return;
+  }
+  if ((p.reasonCode ?? 0) >= 0x80) {
+    // The receiver refused the message: the flow ends here (MQTT 5.0 section 4.3.3).
+    complete(ch, id);
+    return;
+  }
+  if (e.phase === 'sent') {
+    e.phase = 'released';
+    ch.broker.noteReleased(session, id);
+  }
+  // PUBREL after PUBREC [MQTT-4.3.3-4].
+  ch.send({ cmd: 'pubrel', messageId: id });
+}
+
+export function handlePubcomp(ch: Channel, p: IPubcompPacket): void {
+  const e = ch.session?.inflight.get(p.messageId!);
+  if (!e || e.phase !== 'released') return;
+  complete(ch, p.messageId!);
+}

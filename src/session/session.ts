@@ -1,0 +1,106 @@
+/**
+ * One MQTT session's state (MQTT 5.0 section 4.1): subscriptions, messages owed to the client
+ * (queued and in flight), outbound packet identifiers and inbound QoS 2 packet identifiers.
+ * No I/O here: the channel drives it and mirrors changes of persistent sessions into the store.
+ */
+import type { DeliveryEntry, SessionRecord, SubscriptionRecord } from '../store/types.js';
+
+export interface QueueLimits {
+  maxQueuedMessages: number;
+  maxQueuedBytes: number;
+}
+
+export class Session {
+  readonly subscriptions = new Map<string, SubscriptionRecord>();
+  /** Entries not yet sent, in seq order. */
+  readonly queue: DeliveryEntry[] = [];
+  private queueHead = 0;
+  queuedBytes = 0;
+  /** Entries sent and not yet acknowledged, by packet identifier, in send order. */
+  readonly inflight = new Map<number, DeliveryEntry>();
+  /** Inbound QoS 2 packet ids: PUBREC sent, PUBREL not yet received [MQTT-4.3.3-9]. */
+  readonly incomingQos2 = new Set<number>();
+  private nextPacketId = 1;
+  private nextLocalSeq = 1;
+
+  constructor(
+    public record: SessionRecord,
+    /** True when the session outlives the connection (expiry > 0 or 3.1.1 clean session 0). */
+    public persistent: boolean,
+    public epoch: number,
+  ) {}
+
+  get clientId(): string {
+    return this.record.clientId;
+  }
+
+  get queueLength(): number {
+    return this.queue.length - this.queueHead;
+  }
+
+  /** Seq for entries of non-persistent sessions (persistent ones get theirs from the store). */
+  localSeq(): number {
+    return this.nextLocalSeq++;
+  }
+
+  /** Restores queued entries and in-flight entries from a stored snapshot, in seq order. */
+  restore(entries: DeliveryEntry[]): void {
+    for (const e of entries) {
+      if (e.phase === 'queued' || e.packetId === undefined) this.pushQueued({ ...e, phase: 'queued', packetId: undefined });
+      else this.inflight.set(e.packetId, e);
+      if (e.packetId !== undefined && e.packetId >= this.nextPacketId) this.nextPacketId = (e.packetId % 65535) + 1;
+    }
+  }
+
+  /** True when one more entry of `bytes` fits in the queue limits. */
+  canQueue(bytes: number, limits: QueueLimits): boolean {
+    if (limits.maxQueuedMessages > 0 && this.queueLength >= limits.maxQueuedMessages) return false;
+    if (limits.maxQueuedBytes > 0 && this.queuedBytes + bytes > limits.maxQueuedBytes) return false;
+    return true;
+  }
+
+  pushQueued(entry: DeliveryEntry): void {
+    this.queue.push(entry);
+    this.queuedBytes += entry.message.payload.length;
+  }
+
+  peekQueued(): DeliveryEntry | undefined {
+    return this.queueHead < this.queue.length ? this.queue[this.queueHead] : undefined;
+  }
+
+  shiftQueued(): DeliveryEntry | undefined {
+    if (this.queueHead >= this.queue.length) return undefined;
+    const e = this.queue[this.queueHead]!;
+    this.queue[this.queueHead] = undefined as unknown as DeliveryEntry;
+    this.queueHead++;
+    this.queuedBytes -= e.message.payload.length;
+    // Compact the array once the consumed head dominates, so shifting stays O(1) amortized.
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue.splice(0, this.queueHead);
+      this.queueHead = 0;
+    }
+    return e;
+  }
+
+  /** Removes every queued entry (a clean start or a session end). */
+  clearQueue(): DeliveryEntry[] {
+    const rest = this.queue.slice(this.queueHead);
+    this.queue.length = 0;
+    this.queueHead = 0;
+    this.queuedBytes = 0;
+    return rest;
+  }
+
+  /**
+   * A packet identifier not in use by an in-flight outbound message [MQTT-2.2.1-3], or undefined
+   * when all 65535 are taken.
+   */
+  allocatePacketId(): number | undefined {
+    if (this.inflight.size >= 65535) return undefined;
+    for (;;) {
+      const id = this.nextPacketId;
+      this.nextPacketId = id === 65535 ? 1 : id + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+  }
+}
