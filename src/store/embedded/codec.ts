@@ -25,9 +25,11 @@ export function toJsonValue(value: unknown): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (value instanceof Uint8Array) return { $b: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
   if (Array.isArray(value)) return value.map(toJsonValue);
+  const obj = value as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  for (const [key, item] of Object.entries(value)) {
-    if (item !== undefined) out[key.startsWith('$') ? `$${key}` : key] = toJsonValue(item);
+  for (const key of Object.keys(obj)) {
+    const item = obj[key];
+    if (item !== undefined) out[key.charCodeAt(0) === 36 /* $ */ ? `$${key}` : key] = toJsonValue(item);
   }
   return out;
 }
@@ -36,10 +38,11 @@ export function fromJsonValue(value: unknown): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map(fromJsonValue);
   const obj = value as Record<string, unknown>;
-  if (typeof obj['$b'] === 'string') return Buffer.from(obj['$b'], 'base64');
+  const b = obj['$b'];
+  if (typeof b === 'string') return Buffer.from(b, 'base64');
   const out: Record<string, unknown> = {};
-  for (const [key, item] of Object.entries(obj)) {
-    out[key.startsWith('$$') ? key.slice(1) : key] = fromJsonValue(item);
+  for (const key of Object.keys(obj)) {
+    out[key.startsWith('$$') ? key.slice(1) : key] = fromJsonValue(obj[key]);
   }
   return out;
 }

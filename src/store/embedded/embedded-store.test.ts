@@ -29,7 +29,7 @@ for (const durability of ['write', 'fsync'] as const) {
     const dir = tempDir();
     const make = (): EmbeddedStore => new EmbeddedStore({ dir, durability, logger: { warn: () => undefined } });
     return { store: make(), reopen: async () => make(), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
-  });
+  }, { durable: true });
 }
 
 /** Compacts on close, so every reopen of the contract suite goes through a snapshot. */
@@ -44,7 +44,7 @@ storeContract('EmbeddedStore (reopen from snapshot)', async () => {
   const dir = tempDir();
   const make = (): EmbeddedStore => new CompactOnClose({ dir, durability: 'write', logger: { warn: () => undefined } });
   return { store: make(), reopen: async () => make(), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
-});
+}, { durable: true });
 
 interface Warning {
   obj: object;
@@ -448,19 +448,29 @@ describe('EmbeddedStore', () => {
   test('writes racing with compaction all survive', async () => {
     harness = new Harness();
     const store = await harness.store({ compactThresholdBytes: 8 * 1024 });
-    await store.takeSession(record('c'), false);
+    const c = await store.takeSession(record('c'), false);
     const { epoch } = await store.takeSession(record('d'), false);
     await store.addSubscriptions('d', epoch, [sub('#')]);
     const writes: Array<Promise<unknown>> = [];
     for (let i = 0; i < 300; i++) {
-      writes.push(store.commitPublish({ message: message(`r/${i % 5}`, noise(400, i + 1), { retain: true }), deliveries: [{ clientId: 'c', qos: 1, retain: false }], retain: 'set' }));
+      const packetId = i + 1;
+      writes.push(
+        store
+          .commitPublish({ message: message(`r/${i % 5}`, noise(400, i + 1), { retain: true }), deliveries: [{ clientId: 'c', qos: 2, retain: false }], retain: 'set' })
+          .then(async ({ seqs }) => {
+            await store.markSent('c', c.epoch, seqs[0]!, packetId);
+            if (i % 3 === 0) await store.markReleased('c', c.epoch, packetId);
+            if (i % 6 === 0) await store.completeDelivery('c', c.epoch, packetId);
+          }),
+      );
       if (i % 50 === 0) writes.push(store.compact());
       if (i % 7 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
     await Promise.all(writes);
     await store.compact();
     const before = await dump(store);
-    assert.equal(before.snapshots[0]!.deliveries.length, 300);
+    assert.equal(before.snapshots[0]!.deliveries.length, 250);
+    assert.equal(before.snapshots[0]!.deliveries.filter((d) => d.phase === 'released').length, 50);
     await harness.closeAll();
     const reopened = await harness.store();
     assert.deepEqual(await dump(reopened), before);

@@ -83,6 +83,7 @@ export type SnapshotEntry = Omit<DeliveryEntry, 'message'> & { m: number };
 
 const ENTRIES_PER_RECORD = 10_000;
 
+/** Everything a `SessionState` holds is replaced, never changed in place (see `clone`). */
 interface SessionState {
   record: SessionRecord;
   epoch: number;
@@ -290,8 +291,7 @@ export class StoreState {
         if (entry.packetId !== undefined && s.byPacketId.get(entry.packetId) === entry.seq) {
           s.byPacketId.delete(entry.packetId);
         }
-        entry.phase = 'sent';
-        entry.packetId = m.packetId;
+        s.entries.set(entry.seq, { ...entry, phase: 'sent', packetId: m.packetId });
         s.byPacketId.set(m.packetId, entry.seq);
         return;
       }
@@ -299,7 +299,7 @@ export class StoreState {
         const s = this.sessions.get(m.clientId);
         const seq = s?.byPacketId.get(m.packetId);
         const entry = seq === undefined ? undefined : s?.entries.get(seq);
-        if (entry) entry.phase = 'released';
+        if (entry) s?.entries.set(entry.seq, { ...entry, phase: 'released' });
         return;
       }
       case 'complete': {
@@ -402,21 +402,19 @@ export class StoreState {
 
   /**
    * A point-in-time copy that later mutations do not affect, cheap enough to take between two
-   * batches: messages, session records and subscriptions are shared (the state only ever replaces
-   * them, never changes them in place); queue entries, which `sent`/`released` change, are copied.
+   * batches: only the containers are copied. Messages, records, subscriptions and queue entries
+   * are shared, which is safe because the state never changes them in place, it replaces them.
    */
   clone(): StoreState {
     const copy = new StoreState();
     copy.epochCounter = this.epochCounter;
     for (const [clientId, s] of this.sessions) {
-      const entries = new Map<number, DeliveryEntry>();
-      for (const [seq, e] of s.entries) entries.set(seq, { ...e });
       copy.sessions.set(clientId, {
         record: s.record,
         epoch: s.epoch,
         nextSeq: s.nextSeq,
         subs: new Map(s.subs),
-        entries,
+        entries: new Map(s.entries),
         byPacketId: new Map(s.byPacketId),
         incomingQos2: new Set(s.incomingQos2),
       });
