@@ -14,6 +14,11 @@
  *   returns entries in `seq` order (this is what keeps per-publisher order [MQTT-4.6.0-5]).
  * - Returned objects are copies or immutable: callers may not mutate them, and the store may not
  *   keep references to objects it was given.
+ * - Epochs are never reused for a client id, not even after the session was deleted (a backend
+ *   keeps a counter that outlives sessions).
+ * - `deleteSession` of an absent session is a no-op; writes naming an unknown seq or packet id
+ *   are no-ops; concurrent `commitPublish` calls get seqs in call order; optional fields set to
+ *   `undefined` come back absent.
  */
 
 export type QoS = 0 | 1 | 2;
@@ -188,13 +193,14 @@ export interface Store {
 
   // ---- messages ----
   commitPublish(commit: PublishCommit): Promise<PublishCommitResult>;
-  /** Marks an entry as sent with a packet id (phase `queued` -> `sent`, or re-send with a new id). */
+  /** Marks a `queued` entry as sent with a packet id (phase `queued` -> `sent`). Callers never
+   *  call it for a `released` entry (that would restart a QoS 2 flow). */
   markSent(clientId: string, epoch: number, seq: number, packetId: number): Promise<void>;
   /** PUBREC received: the entry with this packet id moves to `released`. */
   markReleased(clientId: string, epoch: number, packetId: number): Promise<void>;
   /** PUBACK / PUBCOMP received: removes the entry with this packet id. */
   completeDelivery(clientId: string, epoch: number, packetId: number): Promise<void>;
-  /** Removes queued entries by seq (expired or dropped for a full queue). */
+  /** Removes entries by seq, whatever their phase (expired, too large for the client, dropped). */
   dropDeliveries(clientId: string, epoch: number, seqs: number[]): Promise<void>;
 
   // ---- inbound QoS 2 ----
