@@ -16,6 +16,7 @@ import { handleAuth, handleConnect } from './connect.js';
 import { handlePuback, handlePubcomp, handlePubrec, pump, sendQos0 } from './deliver.js';
 import { handlePublish, handlePubrel } from './publish.js';
 import { handleSubscribe, handleUnsubscribe } from './subscribe.js';
+import { checkPacket } from './validate.js';
 
 /** What a channel needs from its connection. */
 export interface Transport {
@@ -67,6 +68,8 @@ export class Channel implements DeliveryTarget {
   connectExpiryZero = false;
   authMethod: string | undefined;
   authSession: EnhancedAuthSession | undefined;
+  /** A re-authentication (AUTH 0x19) is in progress. */
+  reauthenticating = false;
   /** CONNECT waiting for an AUTH exchange to finish. */
   pendingConnect: { packet: IConnectPacket; assignedClientId: string | undefined } | undefined;
   /** Set when the client sent DISCONNECT; the will is then dropped unless reason 0x04. */
@@ -149,6 +152,8 @@ export class Channel implements DeliveryTarget {
       void handleConnect(this, packet);
       return;
     }
+    const violation = checkPacket(packet);
+    if (violation) return this.fail(violation.reasonCode, violation.reason);
     switch (packet.cmd) {
       case 'publish':
         handlePublish(this, packet);
@@ -241,7 +246,16 @@ export class Channel implements DeliveryTarget {
 
   send(packet: Packet): void {
     if (this.state === 'closed') return;
-    this.transport.write(this.transport.encode(packet));
+    let bytes: Buffer;
+    try {
+      bytes = this.transport.encode(packet);
+    } catch (err) {
+      // A packet we cannot encode is a bug, never a reason to crash the process.
+      this.deps.logger.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'encode failed');
+      void this.close('encode failed');
+      return;
+    }
+    this.transport.write(bytes);
   }
 
   sendQos0(message: StoredMessage, retain: boolean, subscriptionIds: number[] | undefined): void {

@@ -9,8 +9,10 @@ import type { SessionRecord, WillRecord } from '../store/types.js';
 import { validateTopicName } from '../topics/validate.js';
 import type { Channel } from './channel.js';
 import { replay } from './deliver.js';
+import { repeatedProperty } from './validate.js';
 
-type Refusal = { reasonCode: number; reasonString: string };
+/** `silent`: close without CONNACK (a CONNECT that does not conform [MQTT-3.1.4-1]). */
+type Refusal = { reasonCode: number; reasonString: string; silent?: boolean };
 
 /** Sends a refusing CONNACK in the client's version and closes [MQTT-3.2.2-6] [MQTT-3.1.4-?]. */
 export function refuseConnect(ch: Channel, version: number, reasonCode: number, reasonString: string): void {
@@ -27,16 +29,24 @@ function validateConnect(ch: Channel, p: IConnectPacket): Refusal | undefined {
   const o = ch.broker.options;
   const v5 = p.protocolVersion === 5;
   const props = p.properties ?? {};
+  // The protocol name is "MQTT" for 3.1.1 and 5.0 ("MQIsdp" for 3.1); another name is not this
+  // protocol: close without CONNACK [MQTT-3.1.2-1].
+  if ((p.protocolId === 'MQIsdp') !== (p.protocolVersion === 3)) {
+    return { reasonCode: RC.UnsupportedProtocolVersion, reasonString: `protocol name ${p.protocolId} with level ${p.protocolVersion}`, silent: true };
+  }
   if (v5) {
+    const repeated = repeatedProperty(props) ?? repeatedProperty(p.will?.properties);
+    if (repeated) return { reasonCode: RC.ProtocolError, reasonString: `${repeated} included more than once` };
     if (props.receiveMaximum === 0) return { reasonCode: RC.ProtocolError, reasonString: 'receive maximum 0' }; // [MQTT-3.1.2-?]
     if (props.maximumPacketSize === 0) return { reasonCode: RC.ProtocolError, reasonString: 'maximum packet size 0' };
     if (props.authenticationData && !props.authenticationMethod) {
       return { reasonCode: RC.ProtocolError, reasonString: 'authentication data without method' };
     }
   }
-  // Password without user name is not allowed in 3.1.1 [MQTT-3.1.2-22].
+  // Password without user name is not allowed in 3.1.1 [MQTT-3.1.2-22]: a CONNECT that does not
+  // conform is closed without CONNACK [MQTT-3.1.4-1].
   if (p.protocolVersion !== 5 && p.password !== undefined && p.username === undefined) {
-    return { reasonCode: RC.BadUserNameOrPassword, reasonString: 'password without user name' };
+    return { reasonCode: RC.MalformedPacket, reasonString: 'password without user name', silent: true };
   }
   if (p.will) {
     const bad = validateTopicName(p.will.topic, { maxLength: o.maxTopicLength, maxLevels: o.maxTopicLevels });
@@ -68,6 +78,11 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
   if (ch.isV5) ch.requestProblemInformation = props.requestProblemInformation !== false;
 
   const refusal = validateConnect(ch, p);
+  if (refusal?.silent) {
+    ch.deps.logger.debug({ reasonString: refusal.reasonString }, 'connect refused');
+    void ch.close(refusal.reasonString);
+    return;
+  }
   if (refusal) return refuseConnect(ch, ch.protocolVersion, refusal.reasonCode, refusal.reasonString);
   if (broker.targets.size >= o.maxConnections && !broker.targets.has(p.clientId)) {
     broker.stats.limit('max_connections');
@@ -117,14 +132,20 @@ export async function handleAuth(ch: Channel, p: IAuthPacket): Promise<void> {
     return ch.fail(RC.ProtocolError, 'authentication method mismatch');
   }
   if (ch.state === 'connected') {
-    if (p.reasonCode !== RC.ReAuthenticate) return ch.fail(RC.ProtocolError, 'AUTH reason code');
-    ch.authSession = ch.deps.enhancedAuth.get(method)!.start(ch.identity);
+    // Re-authentication starts with AUTH 0x19 and continues with AUTH 0x18 [MQTT-4.12.1-1].
+    if (p.reasonCode === RC.ReAuthenticate && !ch.reauthenticating) {
+      ch.reauthenticating = true;
+      ch.authSession = ch.deps.enhancedAuth.get(method)!.start(ch.identity);
+    } else if (p.reasonCode !== RC.ContinueAuthentication || !ch.reauthenticating) {
+      return ch.fail(RC.ProtocolError, 'AUTH reason code');
+    }
   } else if (p.reasonCode !== RC.ContinueAuthentication) {
     return refuseConnect(ch, 5, RC.ProtocolError, 'AUTH reason code');
   }
   const result = await ch.authSession!.step(p.properties?.authenticationData);
   if (ch.isClosed) return;
   const connecting = ch.state === 'authenticating';
+  if (result.kind !== 'continue') ch.reauthenticating = false;
   if (result.kind === 'failure') {
     if (connecting) return refuseConnect(ch, 5, result.reasonCode, result.reasonString ?? 'authentication failed');
     return ch.fail(result.reasonCode, result.reasonString ?? 're-authentication failed');

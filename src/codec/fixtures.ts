@@ -901,6 +901,15 @@ export const MALFORMED: readonly MalformedFixture[] = [
     reasonCode: MALFORMED_RC,
   },
   {
+    name: '5.0 PUBLISH four-byte property cut short by the Property Length',
+    version: 5,
+    spec: '5.0 §1.5.3 (Four Byte Integer), §2.2.2.1 (Property Length), §3.3.2.3.3 (Message Expiry Interval)',
+    // Property Length 1 holds only the identifier 0x02; its four value bytes are missing. The byte
+    // after it (0x68) is the payload.
+    bytes: bytes(0x30, 0x08, 0x00, 0x03, s('a/b'), /* Property Length */ 0x01, /* Message Expiry Interval */ 0x02, 0x68),
+    reasonCode: MALFORMED_RC,
+  },
+  {
     name: '5.0 PUBACK with invalid reason code 0x05',
     version: 5,
     spec: '5.0 §3.4.2.1 Table 3-4',

@@ -228,7 +228,7 @@ test('[MQTT-3.1.3-6] a zero-length client id with CleanSession 1 is accepted', a
 test('[MQTT-3.1.3-8] [MQTT-3.2.2-4] [MQTT-3.2.2-5] a zero-length client id with CleanSession 0 gets CONNACK 0x02, Session Present 0, then close', async (t) => {
   const b = await broker(t);
   const c = await raw(t, b, 4);
-  c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: '', clean: false, keepalive: 60 });
+  c.sendBytes(connectBytes({ flags: 0x00, clientId: '' }));
   const got = await c.expectClose();
   assert.equal(got.length, 1);
   const ack = got[0] as IConnackPacket;
@@ -250,7 +250,7 @@ test('[MQTT-3.1.4-2] a CONNECT with the client id of a connected client closes t
 test('[MQTT-3.1.4-5] data sent after a refused CONNECT is not processed', async (t) => {
   const b = await broker(t);
   const c = await raw(t, b, 4);
-  c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: '', clean: false, keepalive: 60 });
+  c.sendBytes(connectBytes({ flags: 0x00, clientId: '' }));
   c.send({ cmd: 'publish', topic: 'refused/r', payload: 'x', qos: 0, retain: true, dup: false });
   await c.expectClose();
   const s = await client(t, b, 4);

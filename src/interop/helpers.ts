@@ -207,6 +207,7 @@ export interface Received {
   qos: number;
   retain: boolean;
   dup: boolean;
+  properties?: IPublishPacket['properties'];
 }
 
 /** An MQTT.js client whose received messages are recorded from the very first one. */
@@ -219,7 +220,7 @@ export class JsClient {
 
   private constructor(readonly client: MqttClient) {
     client.on('message', (topic, payload, packet: IPublishPacket) => {
-      this.messages.push({ topic, payload: payload.toString('utf8'), qos: packet.qos, retain: packet.retain, dup: packet.dup });
+      this.messages.push({ topic, payload: payload.toString('utf8'), qos: packet.qos, retain: packet.retain, dup: packet.dup, properties: packet.properties });
       this.wake();
     });
     client.on('disconnect', (p) => {
@@ -289,8 +290,8 @@ export class JsClient {
     return granted.map((g) => g.qos);
   }
 
-  async publish(topic: string, payload: string, qos: 0 | 1 | 2, retain = false): Promise<void> {
-    await within(this.client.publishAsync(topic, payload, { qos, retain }), 5_000, `publish ${topic} qos ${qos}`);
+  async publish(topic: string, payload: string, qos: 0 | 1 | 2, retain = false, properties?: IPublishPacket['properties']): Promise<void> {
+    await within(this.client.publishAsync(topic, payload, { qos, retain, properties }), 5_000, `publish ${topic} qos ${qos}`);
   }
 
   async end(): Promise<void> {
@@ -311,4 +312,9 @@ let counter = 0;
 /** A unique id / topic prefix for one test. */
 export function uid(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
+}
+
+/** A unique client id of at most 23 characters (the MQTT 3.1 limit). */
+export function shortId(prefix: string): string {
+  return `${prefix.slice(0, 6)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 12)}`.slice(0, 23);
 }

@@ -45,7 +45,9 @@ for (const V of ['311', '5'] as const) {
 
     /** Starts mosquitto_sub (bounded by -W) and waits for its SUBACK. */
     async function sub(args: string[], waitSeconds = 10): Promise<Proc> {
-      const p = startProc('mosquitto_sub', [...base(), '-d', '-F', 'MSG|%t|%q|%r|%p', '-W', String(waitSeconds), ...args], {
+      // stdbuf -oL: mosquitto_sub's stdout is a pipe, so without it the debug lines (SUBACK)
+      // would sit in the stdio buffer until exit.
+      const p = startProc('stdbuf', ['-oL', 'mosquitto_sub', ...base(), '-d', '-F', 'MSG|%t|%q|%r|%p', '-W', String(waitSeconds), ...args], {
         maxLifetimeMs: (waitSeconds + 5) * 1000,
       });
       await p.waitForLine(/received SUBACK/, 8_000);

@@ -1,0 +1,184 @@
+/**
+ * The `skein` command line, as a user runs it: `node bin/skein.js ...` in a child process.
+ * The broker listens on 127.0.0.1 port 0 (the OS picks); the port is read from the
+ * `skein listening on mqtt://HOST:PORT` line on stdout.
+ */
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { JsClient, REPO_ROOT, endAllJs, killAll, runProc, startProc, tempDir, uid, within, type Proc } from './helpers.js';
+
+const SKEIN = join(REPO_ROOT, 'bin', 'skein.js');
+
+/** The environment without any SKEIN_* variable of the parent, plus `extra`. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SKEIN_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+const skein = (args: string[], env: Record<string, string> = {}) =>
+  runProc(process.execPath, [SKEIN, ...args], 15_000, { env: cleanEnv(env), cwd: REPO_ROOT });
+
+/** Starts `skein start` on 127.0.0.1:0 and waits for its listening line; returns it and its port. */
+async function startSkein(dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Proc; port: number; url: string }> {
+  const proc = startProc(
+    process.execPath,
+    [SKEIN, 'start', '-p', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'warn'],
+    { env: cleanEnv(env), cwd: REPO_ROOT, maxLifetimeMs: 60_000 },
+  );
+  const m = await proc.waitForLine(/^skein listening on mqtt:\/\/([^\s]+):(\d+)$/, 10_000);
+  const port = Number(m[2]);
+  assert.equal(m[1], '127.0.0.1');
+  assert.ok(port > 0 && port < 65536, `port ${port}`);
+  return { proc, port, url: `mqtt://127.0.0.1:${port}` };
+}
+
+describe('skein CLI', () => {
+  const dirs: Array<{ remove(): void }> = [];
+  const mkdir = (p: string) => {
+    const d = tempDir(p);
+    dirs.push(d);
+    return d.path;
+  };
+  after(async () => {
+    await endAllJs();
+    await killAll();
+    for (const d of dirs) d.remove();
+  });
+
+  it('--version prints the package.json version', async () => {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const p = await skein(['--version']);
+    assert.equal(p.exit?.code, 0, p.describe());
+    assert.equal(p.stdout.trim(), pkg.version);
+  });
+
+  it('--help exits 0 and describes the start command', async () => {
+    const p = await skein(['--help']);
+    assert.equal(p.exit?.code, 0, p.describe());
+    assert.match(p.stdout, /Usage:/);
+    assert.match(p.stdout, /skein start/);
+    assert.match(p.stdout, /--data-dir/);
+  });
+
+  it('an invalid value in the environment stops start-up with a message naming the key', async () => {
+    const p = await skein(['start', '-p', '0', '--host', '127.0.0.1', '--data-dir', mkdir('skein-cli-env-')], {
+      SKEIN_LIMITS__MAX_PACKET_SIZE: '2GB',
+    });
+    assert.notEqual(p.exit?.code, 0, p.describe());
+    assert.doesNotMatch(p.stdout, /listening/);
+    assert.match(p.stderr, /limits\.maxPacketSize/);
+    assert.match(p.stderr, /SKEIN_LIMITS__MAX_PACKET_SIZE/);
+    assert.match(p.stderr, /2GB/);
+  });
+
+  it('a YAML file with unknown keys stops start-up with a message naming each key', async () => {
+    const dir = mkdir('skein-cli-yaml-');
+    const file = join(dir, 'skein.yaml');
+    writeFileSync(file, 'logLevel: warn\nlimits:\n  maxPaketSize: 1MiB\nbogusKey: 1\n');
+    const p = await skein(['start', '-c', file, '-p', '0', '--host', '127.0.0.1', '--data-dir', join(dir, 'data')]);
+    assert.notEqual(p.exit?.code, 0, p.describe());
+    assert.doesNotMatch(p.stdout, /listening/);
+    assert.match(p.stderr, /limits\.maxPaketSize/);
+    assert.match(p.stderr, /bogusKey/);
+    assert.match(p.stderr, /skein\.yaml/);
+  });
+
+  it('an unknown SKEIN_* variable stops start-up', async () => {
+    const p = await skein(['start', '-p', '0', '--host', '127.0.0.1', '--data-dir', mkdir('skein-cli-unk-')], {
+      SKEIN_LIMITS__MAX_PAKET_SIZE: '1MiB',
+    });
+    assert.notEqual(p.exit?.code, 0, p.describe());
+    assert.match(p.stderr, /SKEIN_LIMITS__MAX_PAKET_SIZE|limits\.maxPaketSize/);
+  });
+
+  it('start, serve MQTT, SIGTERM: v5 clients get DISCONNECT 0x8B and the process exits 0', async () => {
+    const { proc, url } = await startSkein(mkdir('skein-cli-run-'));
+    const v5 = await JsClient.connect(url, { protocolVersion: 5, clientId: uid('cli5') });
+    const v4 = await JsClient.connect(url, { protocolVersion: 4, clientId: uid('cli4') });
+    // It really is a broker.
+    const topic = uid('cli/ping');
+    await v5.subscribe(topic, 1);
+    await v4.publish(topic, 'pong', 1);
+    assert.equal((await v5.waitMessage(topic)).payload, 'pong');
+
+    proc.kill('SIGTERM');
+    const exit = await proc.waitExit(15_000);
+    assert.deepEqual(exit, { code: 0, signal: null }, proc.describe());
+    await v5.waitFor(() => v5.disconnects.length > 0 || v5.closed, 5_000, 'the DISCONNECT');
+    assert.deepEqual(v5.disconnects.map((d) => d.reasonCode), [0x8b], 'DISCONNECT with reason 0x8B Server shutting down');
+    await v4.waitFor(() => v4.closed, 5_000, 'the v4 connection to close');
+  });
+
+  it('kill -9 and restart on the same data dir: every acknowledged message is delivered exactly once, retained kept', async () => {
+    const dataDir = mkdir('skein-cli-restart-');
+    let { proc, url } = await startSkein(dataDir);
+    const topic = uid('cli/durable');
+    const subs = [
+      { clientId: uid('cli-sub4'), opts: { protocolVersion: 4 as const, clean: false } },
+      { clientId: uid('cli-sub5'), opts: { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 3600 } } },
+    ];
+    for (const s of subs) {
+      const c = await JsClient.connect(url, { clientId: s.clientId, ...s.opts });
+      assert.equal(c.connack?.sessionPresent, false);
+      assert.deepEqual(await c.subscribe(`${topic}/q1`, 1), [1]);
+      assert.deepEqual(await c.subscribe(`${topic}/q2`, 2), [2]);
+      await c.end();
+    }
+
+    const pub = await JsClient.connect(url, { protocolVersion: 5, clientId: uid('cli-pub') });
+    const N = 25;
+    for (let i = 0; i < N; i++) {
+      await pub.publish(`${topic}/q1`, `one-${i}`, 1); // resolves on PUBACK
+      await pub.publish(`${topic}/q2`, `two-${i}`, 2); // resolves on PUBCOMP
+    }
+    await pub.publish(`${topic}/retained`, 'retained-value', 1, true);
+    pub.client.end(true);
+
+    // kill -9: no flush, no goodbye.
+    process.kill(proc.child.pid!, 'SIGKILL');
+    const killed = await proc.waitExit(10_000);
+    assert.equal(killed.signal, 'SIGKILL');
+
+    ({ proc, url } = await startSkein(dataDir));
+
+    for (const s of subs) {
+      const c = await JsClient.connect(url, { clientId: s.clientId, ...s.opts });
+      assert.equal(c.connack?.sessionPresent, true, `${s.clientId}: session survived the restart`);
+      await c.waitFor(() => c.messages.length >= 2 * N, 10_000, `${2 * N} queued messages for ${s.clientId}`);
+      // Sentinels on both topics: any duplicate of a queued message would come before them. (Both
+      // sessions subscribe to these topics, so each round has its own sentinel payload.)
+      const end = `end-${s.clientId}`;
+      const sender = await JsClient.connect(url, { protocolVersion: 5, clientId: uid('cli-sentinel') });
+      await sender.publish(`${topic}/q1`, end, 1);
+      await sender.publish(`${topic}/q2`, end, 2);
+      await sender.end();
+      await c.waitFor(() => c.messages.filter((m) => m.payload === end).length === 2, 5_000, 'the sentinels');
+      const got = c.messages.filter((m) => !m.payload.startsWith('end-'));
+      for (const [sub, prefix, qos] of [
+        ['q1', 'one', 1],
+        ['q2', 'two', 2],
+      ] as const) {
+        assert.deepEqual(
+          got.filter((m) => m.topic === `${topic}/${sub}`).map((m) => [m.payload, m.qos]),
+          Array.from({ length: N }, (_, i) => [`${prefix}-${i}`, qos]),
+          `${s.clientId}: every acknowledged ${sub} message exactly once, in order`,
+        );
+      }
+      assert.equal(got.length, 2 * N, `${s.clientId}: nothing else`);
+      await c.end();
+    }
+
+    const late = await JsClient.connect(url, { protocolVersion: 4, clientId: uid('cli-late') });
+    await late.subscribe(`${topic}/retained`, 1);
+    const r = await late.waitMessage(`${topic}/retained`);
+    assert.equal(r.payload, 'retained-value');
+    assert.equal(r.retain, true);
+    await late.end();
+
+    proc.kill('SIGTERM');
+    assert.deepEqual(await within(proc.exited, 15_000, 'skein exit after SIGTERM'), { code: 0, signal: null }, proc.describe());
+  });
+});
