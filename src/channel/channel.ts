@@ -64,7 +64,7 @@ export class Channel implements DeliveryTarget {
   /** Inbound QoS 1/2 PUBLISH not yet fully acknowledged (for Receive Maximum [MQTT-3.3.4-9]). */
   inboundInFlight = 0;
   requestProblemInformation = true;
-  /** Whether the session had Session Expiry 0 at CONNECT (DISCONNECT may not raise it [MQTT-3.14.2-2]). */
+  /** Whether the session had Session Expiry 0 at CONNECT (DISCONNECT may not raise it, section 3.14.2.2.2). */
   connectExpiryZero = false;
   authMethod: string | undefined;
   authSession: EnhancedAuthSession | undefined;
@@ -206,7 +206,8 @@ export class Channel implements DeliveryTarget {
     const reason = packet.reasonCode ?? 0;
     const expiry = packet.properties?.sessionExpiryInterval;
     if (this.isV5 && expiry !== undefined && session) {
-      // Session Expiry may not be set on DISCONNECT if it was 0 at CONNECT [MQTT-3.14.2-2].
+      // A non-zero Session Expiry on DISCONNECT after 0 at CONNECT is a Protocol Error (MQTT 5.0
+      // section 3.14.2.2.2); the server's DISCONNECT never carries Session Expiry [MQTT-3.14.2-2].
       if (this.connectExpiryZero && expiry !== 0) {
         this.fail(RC.ProtocolError, 'session expiry interval set on DISCONNECT after CONNECT had 0');
         return;
@@ -272,7 +273,8 @@ export class Channel implements DeliveryTarget {
     if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
     this.keepAliveTimer = undefined;
     if (this.keepAlive === 0) return;
-    // The server closes the connection after 1.5x Keep Alive without a packet [MQTT-3.1.2-22].
+    // The server closes the connection after 1.5x Keep Alive without a packet [MQTT-3.1.2-22]
+    // (3.1.1: [MQTT-3.1.2-24]).
     const limit = this.keepAlive * 1500;
     const check = () => {
       const idle = Date.now() - this.lastActivity;

@@ -37,7 +37,7 @@ function validateConnect(ch: Channel, p: IConnectPacket): Refusal | undefined {
   if (v5) {
     const repeated = repeatedProperty(props) ?? repeatedProperty(p.will?.properties);
     if (repeated) return { reasonCode: RC.ProtocolError, reasonString: `${repeated} included more than once` };
-    if (props.receiveMaximum === 0) return { reasonCode: RC.ProtocolError, reasonString: 'receive maximum 0' }; // [MQTT-3.1.2-?]
+    if (props.receiveMaximum === 0) return { reasonCode: RC.ProtocolError, reasonString: 'receive maximum 0' }; // section 3.1.2.11.3
     if (props.maximumPacketSize === 0) return { reasonCode: RC.ProtocolError, reasonString: 'maximum packet size 0' };
     if (props.authenticationData && !props.authenticationMethod) {
       return { reasonCode: RC.ProtocolError, reasonString: 'authentication data without method' };

@@ -1,11 +1,13 @@
 /**
  * Pure MQTT 3.1 / 3.1.1 / 5.0 codec. Wraps `mqtt-packet` (the Node ecosystem's wire-format
- * library) and adds what a broker needs around it: an inbound size limit checked as soon as the
- * fixed header is read (before the body is buffered), the switch to the connection's protocol
- * version once CONNECT is decoded, and errors turned into reason codes.
+ * library) and adds what a broker needs around it: framing by Remaining Length before parsing, an
+ * inbound size limit checked as soon as the fixed header is read (before the body is buffered),
+ * strict UTF-8, the switch to the connection's protocol version once CONNECT is decoded, and
+ * errors turned into reason codes.
  */
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
+import { Framer } from './framer.js';
 import { RC } from './reason-codes.js';
 
 export type {
@@ -44,60 +46,96 @@ export interface DecoderHandlers {
  * Incremental decoder for one connection. Feed it bytes with `push`; it calls `handlers.packet`
  * for each complete packet in order and `handlers.error` once on the first malformed or oversized
  * packet, after which it ignores further input.
+ *
+ * The Framer cuts the stream into whole packets first (see framer.ts for why); mqtt-packet then
+ * parses exactly one packet at a time, so no field can borrow bytes from the next packet, and the
+ * result is the same however the bytes were split into chunks.
  */
 export class Decoder {
   private readonly parser: ReturnType<typeof mqttPacket.parser>;
+  private readonly framer: Framer;
   private failed = false;
+  private version: ProtocolVersionNumber = 4;
+  private emitted: Packet | undefined;
 
   constructor(
     private readonly handlers: DecoderHandlers,
     /** Maximum Packet Size the broker accepts, in bytes (whole packet) [MQTT-3.2.2-15]. */
-    private maxPacketSize: number,
+    maxPacketSize: number,
   ) {
     // Until CONNECT is decoded we do not know the version; mqtt-packet reads CONNECT in any
     // version because the version is inside the packet.
     this.parser = mqttPacket.parser({ protocolVersion: 4 });
     this.parser.on('packet', (packet: Packet) => {
-      if (this.failed) return;
-      // A packet that arrived whole in one chunk is checked here (partial ones in `push`).
-      const length = (packet as { length?: number }).length ?? 0;
-      if (length + 1 + varIntSize(length) > this.maxPacketSize) {
-        this.fail(RC.PacketTooLarge, `packet of ${length} bytes exceeds the maximum packet size ${this.maxPacketSize}`);
-        return;
-      }
-      if (packet.cmd === 'connect' && packet.protocolVersion) {
-        // Later packets of this connection are decoded in the version CONNECT named.
-        (this.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion =
-          packet.protocolVersion;
-      }
-      this.handlers.packet(packet);
+      this.emitted = packet;
     });
-    this.parser.on('error', (err: Error) => this.fail(RC.MalformedPacket, err.message));
+    this.parser.on('error', (err: Error) => this.fail(errorReason(err.message), err.message));
     strictStrings(this.parser);
+    this.framer = new Framer(
+      {
+        frame: (bytes) => this.onFrame(bytes),
+        error: (kind, message) => this.fail(kind === 'too-large' ? RC.PacketTooLarge : RC.MalformedPacket, message),
+      },
+      maxPacketSize,
+    );
   }
 
   set protocolVersion(v: ProtocolVersionNumber) {
+    this.version = v;
     (this.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = v;
   }
 
   setMaxPacketSize(n: number): void {
-    this.maxPacketSize = n;
+    this.framer.maxPacketSize = n;
   }
 
   push(chunk: Buffer): void {
     if (this.failed) return;
+    this.framer.push(chunk);
+  }
+
+  private onFrame(bytes: Buffer): void {
+    if (this.failed) return;
+    // AUTH with Remaining Length 0 means reason 0x00 Success, no properties (MQTT 5.0 §3.15.2.1);
+    // mqtt-packet refuses that short form.
+    if (bytes.length === 2 && bytes[0] === 0xf0 && this.version === 5) {
+      this.deliver({ cmd: 'auth', retain: false, qos: 0, dup: false, length: 0, reasonCode: 0 } as unknown as Packet);
+      return;
+    }
+    this.emitted = undefined;
     try {
-      this.parser.parse(chunk);
+      this.parser.parse(bytes);
     } catch (err) {
       // mqtt-packet throws on a few inputs instead of emitting (e.g. invalid property types).
       this.fail(RC.MalformedPacket, (err as Error).message);
       return;
     }
-    // The parser has read the fixed header of the packet it waits on: refuse it before buffering
-    // a body larger than allowed. Remaining length + fixed header (at most 5 bytes) [MQTT-3.2.2-15].
-    const pending = (this.parser as unknown as { packet: { length: number } }).packet.length;
-    if (!this.failed && pending > 0 && pending + 1 + varIntSize(pending) > this.maxPacketSize) {
-      this.fail(RC.PacketTooLarge, `packet of ${pending} bytes exceeds the maximum packet size ${this.maxPacketSize}`);
+    if (this.failed) return;
+    const packet = this.emitted as Packet | undefined;
+    if (!packet) {
+      // The packet's fields need more bytes than its Remaining Length gives.
+      this.fail(RC.MalformedPacket, 'packet shorter than its fields');
+      return;
+    }
+    const bad = truncatedProperty((packet as { properties?: object }).properties)
+      ?? (packet.cmd === 'connect' ? truncatedProperty(packet.will?.properties) : undefined);
+    if (bad) {
+      this.fail(RC.MalformedPacket, `property ${bad} runs past the end of the packet`);
+      return;
+    }
+    if (packet.cmd === 'connect' && packet.protocolVersion) {
+      // Later packets of this connection are decoded in the version CONNECT named.
+      this.protocolVersion = packet.protocolVersion as ProtocolVersionNumber;
+    }
+    this.deliver(packet);
+  }
+
+  private deliver(packet: Packet): void {
+    try {
+      this.handlers.packet(packet);
+    } catch (err) {
+      // A handler fault must not escape into the socket's data event.
+      this.fail(RC.ImplementationSpecificError, (err as Error).message);
     }
   }
 
@@ -106,6 +144,26 @@ export class Decoder {
     this.failed = true;
     this.handlers.error({ reasonCode, message });
   }
+}
+
+/** Protocol Error rather than Malformed Packet for values the spec calls a Protocol Error. */
+function errorReason(message: string): number {
+  // Retain Handling 3 is a Protocol Error (MQTT 5.0 §3.8.3.1).
+  if (/retain handling/i.test(message)) return RC.ProtocolError;
+  return RC.MalformedPacket;
+}
+
+/**
+ * mqtt-packet reads a property value past the end of the packet as null (strings, binary data)
+ * or -1 (integers) instead of failing; such a packet is malformed.
+ */
+function truncatedProperty(props: object | undefined): string | undefined {
+  if (!props) return undefined;
+  for (const [name, value] of Object.entries(props)) {
+    if (value === null || value === undefined || (typeof value === 'number' && value < 0)) return name;
+    if (Array.isArray(value) && value.some((v) => v === null || (typeof v === 'number' && v < 0))) return name;
+  }
+  return undefined;
 }
 
 /** Encodes a packet for the given protocol version. */

@@ -258,7 +258,7 @@ test('[MQTT-3.1.4-5] data sent after a refused CONNECT is not processed', async 
   assert.ok(await s.nothingWithin(200), 'the PUBLISH after the refused CONNECT was ignored');
 });
 
-test('[MQTT-3.1.3-6] MQTT 3.1 (MQIsdp, level 3) clients connect', async (t) => {
+test('[MQTT-3.1.2-2] a supported level is accepted: MQTT 3.1 (MQIsdp, level 3) clients connect', async (t) => {
   const b = await broker(t);
   const c = await raw(t, b, 3);
   const ack = await c.handshake({ clientId: 'v31client' });

@@ -1,0 +1,82 @@
+/**
+ * Splits a byte stream into whole MQTT control packets using only the fixed header (MQTT 5.0
+ * §2.1.1: type byte + Remaining Length as a Variable Byte Integer).
+ *
+ * Written by hand because mqtt-packet's parser reads packet fields against everything it has
+ * buffered, not against the packet's own Remaining Length: a property that runs past the end of
+ * its packet is silently completed with bytes of the NEXT packet when both arrive in one TCP read,
+ * so whether a stream is accepted depends on how it was split. Framing first and handing the
+ * parser exactly one packet at a time makes the result independent of chunking, and lets the size
+ * limit be enforced before a large body is buffered.
+ */
+
+export interface FramerHandlers {
+  /** One whole packet, fixed header included. The buffer may be a view into the input chunk. */
+  frame(bytes: Buffer, remainingLength: number): void;
+  /** The stream cannot be framed: a malformed Remaining Length, or a packet above the limit. */
+  error(kind: 'malformed' | 'too-large', message: string, remainingLength?: number): void;
+}
+
+export class Framer {
+  /** Bytes of an incomplete packet carried over from earlier chunks. */
+  private pending: Buffer | undefined;
+  private failed = false;
+
+  constructor(
+    private readonly handlers: FramerHandlers,
+    /** Largest whole packet accepted, in bytes. */
+    public maxPacketSize: number,
+  ) {}
+
+  push(chunk: Buffer): void {
+    if (this.failed) return;
+    let buf = chunk;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = undefined;
+    }
+    let pos = 0;
+    const end = buf.length;
+    while (pos < end && !this.failed) {
+      // Remaining Length: up to 4 bytes, 7 bits each [MQTT-1.5.5-1].
+      let length = 0;
+      let multiplier = 1;
+      let i = pos + 1;
+      let complete = false;
+      for (let n = 0; n < 4 && i < end; n++, i++) {
+        const byte = buf[i]!;
+        length += (byte & 0x7f) * multiplier;
+        multiplier *= 128;
+        if ((byte & 0x80) === 0) {
+          complete = true;
+          i++;
+          break;
+        }
+        if (n === 3) {
+          this.fail('malformed', 'remaining length longer than 4 bytes');
+          return;
+        }
+      }
+      if (!complete) break; // header not complete yet
+      const headerSize = i - pos;
+      const total = headerSize + length;
+      if (total > this.maxPacketSize) {
+        this.fail('too-large', `packet of ${total} bytes exceeds the maximum packet size ${this.maxPacketSize}`, length);
+        return;
+      }
+      if (pos + total > end) break; // body not complete yet
+      this.handlers.frame(buf.subarray(pos, pos + total), length);
+      pos += total;
+    }
+    if (!this.failed && pos < end) {
+      // Keep the partial packet. Copy so a large chunk is not pinned by a small remainder.
+      this.pending = Buffer.from(buf.subarray(pos));
+    }
+  }
+
+  private fail(kind: 'malformed' | 'too-large', message: string, length?: number): void {
+    this.failed = true;
+    this.pending = undefined;
+    this.handlers.error(kind, message, length);
+  }
+}
