@@ -9,6 +9,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
 [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
 /usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need_pkgs+=(python3-paho-mqtt)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   SUDO=""
