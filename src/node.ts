@@ -12,8 +12,13 @@ import { SysPublisher } from './broker/sys.js';
 import { RC } from './codec/reason-codes.js';
 import type { SkeinConfig } from './config/schema.js';
 import { TcpListener } from './listeners/tcp.js';
+import { HealthServer, type Readiness } from './admin/health.js';
+import { drain } from './cluster/drain.js';
 import { createLogger } from './log.js';
+import { ClusterBus } from './cluster/bus.js';
+import { ClusterNode } from './cluster/cluster.js';
 import { EmbeddedStore } from './store/embedded/embedded-store.js';
+import { RedisStore } from './store/redis/redis-store.js';
 import { MemoryStore } from './store/memory/memory-store.js';
 import type { Store } from './store/types.js';
 import { VERSION } from './version.js';
@@ -21,10 +26,20 @@ import { VERSION } from './version.js';
 export interface SkeinNode {
   readonly broker: Broker;
   readonly logger: Logger;
+  readonly cluster: ClusterNode | undefined;
   /** Bound addresses of the listeners, in config order. */
   readonly addresses: Array<{ port: number; host: string }>;
-  /** Stops accepting, disconnects clients (v5: 0x8B Server shutting down), flushes the store. */
+  /** Bound address of the HTTP health endpoint (`health.port` > 0). */
+  readonly health: { port: number; host: string } | undefined;
+  /** Stops accepting, disconnects clients (v5: 0x8B Server shutting down), flushes the store.
+   *  Clustered: drains first (src/cluster/drain.ts): clients leave at `cluster.drainRate`/s with a
+   *  Server Reference to another node, their sessions recorded as disconnected. */
   stop(): Promise<void>;
+  /** Resolves when `stop()` has finished, whoever started it (signal, `POST /drain`): with the
+   *  error when it failed. Never rejects. */
+  readonly stopped: Promise<Error | undefined>;
+  /** 'ready' | 'draining' | 'unavailable' (cut off from Redis), as `GET /ready` reports it. */
+  readiness(): Readiness;
 }
 
 export interface NodeExtras {
@@ -65,7 +80,35 @@ export function brokerOptions(c: SkeinConfig): BrokerOptions {
   };
 }
 
+export function isClustered(c: SkeinConfig): boolean {
+  return c.cluster.redis !== '' || c.cluster.sentinels !== '';
+}
+
+export function parseSentinels(list: string): Array<{ host: string; port: number }> {
+  if (!list) return [];
+  return list.split(',').map((hp) => {
+    const i = hp.lastIndexOf(':');
+    return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
+  });
+}
+
+function redisEndpoint(c: SkeinConfig) {
+  const sentinels = parseSentinels(c.cluster.sentinels);
+  return sentinels.length > 0
+    ? { sentinels, sentinelName: c.cluster.sentinelName }
+    : { url: c.cluster.redis };
+}
+
 function createStore(c: SkeinConfig, logger: Logger): Store {
+  if (isClustered(c)) {
+    return new RedisStore({
+      ...redisEndpoint(c),
+      keyPrefix: c.cluster.keyPrefix,
+      durability: c.cluster.durability,
+      replicas: c.cluster.replicas,
+      logger: logger.child({ component: 'store' }),
+    });
+  }
   if (c.store.type === 'memory') return new MemoryStore();
   const dir = resolve(c.dataDir);
   mkdirSync(dir, { recursive: true });
@@ -82,13 +125,41 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
   const store = createStore(config, logger);
   await store.open();
   const broker = new Broker(brokerOptions(config), store, extras.authorizer ?? allowAll, logger);
+  let cluster: ClusterNode | undefined;
+  if (isClustered(config)) {
+    const first = config.listeners[0]!;
+    const bus = new ClusterBus(
+      {
+        ...redisEndpoint(config),
+        nodeId: config.nodeId,
+        keyPrefix: config.cluster.keyPrefix,
+        address: config.cluster.advertise || `${first.host === '0.0.0.0' ? '127.0.0.1' : first.host}:${first.port}`,
+        heartbeatMs: config.cluster.heartbeatMs,
+        nodeTtlMs: config.cluster.nodeTtlMs,
+        leaseTtlMs: config.cluster.nodeTtlMs,
+        maxStreamLength: 100_000,
+      },
+      logger.child({ component: 'cluster' }),
+    );
+    cluster = new ClusterNode(bus, broker, store, logger.child({ component: 'cluster' }));
+    broker.cluster = cluster;
+  }
   await broker.start();
+  try {
+    await cluster?.start();
+  } catch (err) {
+    await cluster?.stop(false).catch(() => undefined);
+    await store.close();
+    throw err;
+  }
   const deps = {
     broker,
     logger,
     enhancedAuth: new Map((extras.enhancedAuth ?? []).map((m) => [m.method, m] as const)),
   };
-  const listeners = config.listeners.map((l) => new TcpListener({ port: l.port, host: l.host }, deps, logger));
+  const listeners = config.listeners.map(
+    (l) => new TcpListener({ port: l.port, host: l.host, proxyProtocol: l.proxyProtocol, trustedProxies: l.trustedProxies }, deps, logger),
+  );
   const addresses: Array<{ port: number; host: string }> = [];
   try {
     for (const l of listeners) addresses.push(await l.listen());
@@ -97,23 +168,59 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
     await store.close();
     throw err;
   }
+  let draining = false;
+  const readiness = (): Readiness => (draining ? 'draining' : broker.acceptingConnections ? 'ready' : 'unavailable');
+  let healthServer: HealthServer | undefined;
+  let health: { port: number; host: string } | undefined;
+  // Assigned below; the health endpoint's POST /drain calls it.
+  let stop: () => Promise<void> = async () => undefined;
+  if (config.health.port > 0) {
+    healthServer = new HealthServer(
+      { port: config.health.port, host: config.health.host },
+      { readiness, drain: () => void stop().catch((err: unknown) => logger.error({ err }, 'drain failed')) },
+      logger.child({ component: 'health' }),
+    );
+    try {
+      health = await healthServer.listen();
+    } catch (err) {
+      await Promise.all(listeners.map((l) => l.stop()));
+      await cluster?.stop(false).catch(() => undefined);
+      await store.close();
+      throw err;
+    }
+  }
   const sys = new SysPublisher(broker, VERSION, config.sys.intervalMs);
   sys.start();
-  logger.info({ nodeId: config.nodeId, listeners: addresses, store: config.store.type, version: VERSION }, 'skein started');
+  logger.info({ nodeId: config.nodeId, listeners: addresses, health, store: config.store.type, version: VERSION }, 'skein started');
 
   let stopping: Promise<void> | undefined;
-  const stop = () =>
+  let resolveStopped!: (err: Error | undefined) => void;
+  const stopped = new Promise<Error | undefined>((r) => (resolveStopped = r));
+  stop = () =>
     (stopping ??= (async () => {
       logger.info('shutting down');
+      if (cluster) {
+        // Readiness fails first, so the load balancer sends no new clients while they move.
+        draining = true;
+        await drain(broker, cluster, { ratePerSec: config.cluster.drainRate, logger });
+      }
       sys.stop();
-      const stopped = Promise.all(listeners.map((l) => l.stop()));
+      const stoppedListening = Promise.all(listeners.map((l) => l.stop()));
       // Disconnect every client; their sessions are recorded as disconnected (wills of v5 clients
       // with a delay wait for it, as for any abnormal end).
       await Promise.all([...broker.targets.values()].map((t) => t.kick(RC.ServerShuttingDown, 'server shutting down')));
-      await stopped;
+      await stoppedListening;
       await broker.close();
+      await cluster?.stop(true);
       await store.close();
+      await healthServer?.close();
       logger.info('stopped');
-    })());
-  return { broker, logger, addresses, stop };
+    })().then(
+      () => resolveStopped(undefined),
+      (err: unknown) => {
+        resolveStopped(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      },
+    ));
+  return { broker, logger, cluster, addresses, health, stop: () => stop(), stopped, readiness };
 }

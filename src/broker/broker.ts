@@ -33,6 +33,35 @@ export interface DeliveryTarget {
   kick(reasonCode: number, reasonString?: string): Promise<void>;
 }
 
+/**
+ * What the broker needs from the cluster layer (absent on a single node). The broker applies
+ * every change locally first, then tells the cluster, which tells the other nodes.
+ */
+export interface ClusterLink {
+  readonly nodeId: string;
+  /** Where a client not served here is: the node it is connected to (if any), and whether its
+   *  session is persistent. Undefined when the cluster knows no such session. */
+  locate(clientId: string): { node?: string; persistent: boolean } | undefined;
+  /** Hands deliveries of one message to another node (batched per event-loop turn). */
+  forward(node: string, message: StoredMessage, deliveries: ForwardedDelivery[]): void;
+  /** True when a client of this node is preferred for a shared subscription. */
+  sessionConnected(session: Session, cleanStart: boolean): void;
+  sessionDisconnected(session: Session): void;
+  sessionEnded(clientId: string, epoch: number): void;
+  subscribed(clientId: string, subs: SubscriptionRecord[]): void;
+  unsubscribed(clientId: string, filters: string[]): void;
+  retainedChanged(topic: string, message: StoredMessage | undefined): void;
+}
+
+/** A delivery forwarded to the node serving the client; `seq` when it is a stored entry. */
+export interface ForwardedDelivery {
+  c: string;
+  q: QoS;
+  r: boolean;
+  s?: number[];
+  seq?: number;
+}
+
 interface SubEntry {
   clientId: string;
   sub: SubscriptionRecord;
@@ -69,11 +98,17 @@ export class Broker {
   /** Connected clients by client id. */
   readonly targets = new Map<string, DeliveryTarget>();
   private readonly subscriptions = new TopicTrie<SubEntry>();
+  /** Reverse index: the filters each client has in `subscriptions` (local and remote clients). */
+  private readonly clientFilters = new Map<string, Set<string>>();
+  /** False while the node refuses new connections (draining, or cut off from the cluster). */
+  acceptingConnections = true;
   private readonly retained = new RetainedTrie<StoredMessage>();
   private readonly willTimers = new Map<string, NodeJS.Timeout>();
   private readonly expiryTimers = new Map<string, NodeJS.Timeout>();
   private readonly shareCursor = new Map<string, number>();
   private messageCounter = 0;
+  /** Set by the composition root when the node is part of a cluster. */
+  cluster: ClusterLink | undefined;
   private readonly messageIdPrefix: string;
   private closed = false;
 
@@ -89,6 +124,9 @@ export class Broker {
   /** Loads sessions, subscriptions and retained messages from the store. */
   async start(): Promise<void> {
     for (const msg of await this.store.listRetained()) this.retained.set(msg.topic, msg);
+    // In a cluster the sessions are shared: the cluster layer loads the routes and adopts the
+    // leftovers of this node's previous life; nothing is local yet.
+    if (this.cluster) return;
     const now = Date.now();
     for (const { record, epoch } of await this.store.listSessions()) {
       const snap = await this.store.getSession(record.clientId);
@@ -151,9 +189,13 @@ export class Broker {
     this.cancelExpiry(clientId);
     let session = this.sessions.get(clientId);
     const persistent = this.isPersistent(record);
-    const mustStore = persistent || record.will !== undefined;
-    if (session && cleanStart) {
-      this.discardSession(session);
+    // In a cluster every session is in the shared store: its routes and its will must be known
+    // to the other nodes and survive this one.
+    const mustStore = persistent || record.will !== undefined || this.cluster !== undefined;
+    if (session && (cleanStart || this.cluster)) {
+      // In a cluster the stored session is the truth (another node may have queued to it).
+      if (cleanStart) this.endSession(session);
+      else this.discardSession(session, false);
       session = undefined;
     }
     let epoch = session?.epoch ?? 0;
@@ -162,7 +204,7 @@ export class Broker {
       epoch = taken.epoch;
       if (!session && taken.previous && !cleanStart) {
         // Stored but not in memory (e.g. written by another node): rebuild it.
-        session = new Session(taken.previous.record, true, epoch);
+        session = new Session(taken.previous.record, this.isPersistent(taken.previous.record), epoch);
         session.restore(taken.previous.deliveries);
         for (const id of taken.previous.incomingQos2) session.incomingQos2.add(id);
         for (const sub of taken.previous.subscriptions) {
@@ -184,9 +226,11 @@ export class Broker {
     return { session, present };
   }
 
-  attach(clientId: string, target: DeliveryTarget): void {
+  attach(clientId: string, target: DeliveryTarget, cleanStart = false): void {
     this.targets.set(clientId, target);
     this.stats.connectionsTotal++;
+    const session = this.sessions.get(clientId);
+    if (session) this.cluster?.sessionConnected(session, cleanStart);
   }
 
   /**
@@ -198,37 +242,86 @@ export class Broker {
     const clientId = session.clientId;
     if (this.targets.get(clientId) === target) this.targets.delete(clientId);
     if (this.sessions.get(clientId) !== session) return; // already replaced (taken over)
+    if (session.evicted) {
+      // Taken over on another node: that node owns the session now; nothing to write.
+      this.discardSession(session, false);
+      return;
+    }
     const will = publishWill ? session.record.will : undefined;
     const record: SessionRecord = { ...session.record, nodeId: undefined, disconnectedAt: Date.now() };
     if (!will) delete record.will;
     session.record = record;
     if (!this.isPersistent(record)) {
-      // The session ends with the connection [MQTT-3.1.2-?]: its will goes out now.
+      // The session ends with the connection (Session Expiry 0): its will goes out now.
       this.endSession(session);
       if (will) await this.publishWill(clientId, will);
       return;
     }
-    // Outbound QoS 0 entries are not kept for a disconnected session unless configured.
+    if (this.cluster) record.nodeId = this.options.nodeId; // this node runs its timers
     try {
       await this.store.updateSession(record, session.epoch);
     } catch (err) {
+      // Stale epoch: the session moved on; its new owner decides about it.
       this.logger.warn({ err, clientId }, 'could not record disconnect');
+      this.discardSession(session, false);
+      return;
     }
+    this.cluster?.sessionDisconnected(session);
     if (will) this.scheduleWill(session, will);
     this.scheduleExpiry(session);
   }
 
+  /**
+   * A session of another node (dead, or this node's previous life) whose timers this node takes
+   * over: the session is kept offline here so its will and expiry run [MQTT-3.1.3-9].
+   */
+  async adoptOffline(record: SessionRecord, epoch: number): Promise<Session> {
+    const session = new Session(record, this.isPersistent(record), epoch);
+    const old = this.sessions.get(record.clientId);
+    if (old && old !== session) this.discardSession(old, false);
+    this.sessions.set(record.clientId, session);
+    if (!session.persistent) {
+      // Session Expiry 0: the session ended with its connection; the will goes out now.
+      if (record.will) await this.fireWill(session, record.will);
+      this.endSession(session);
+      return session;
+    }
+    if (record.will) this.scheduleWill(session, record.will);
+    this.scheduleExpiry(session);
+    return session;
+  }
+
+  /**
+   * Another node took this client's session over: close the local connection (v5: 0x8E) and
+   * forget the local copy without writing to the store. The old connection's will goes out
+   * unless the new connection resumed the session and the will has a delay (MQTT 5.0 §3.1.2.5).
+   */
+  async evict(clientId: string, cleanStart: boolean): Promise<void> {
+    const session = this.sessions.get(clientId);
+    if (!session) return;
+    session.evicted = true;
+    const target = this.targets.get(clientId);
+    const will = target ? session.record.will : undefined;
+    this.cancelWill(clientId);
+    this.cancelExpiry(clientId);
+    if (target) await target.kick(0x8e, 'session taken over');
+    if (this.sessions.get(clientId) === session) this.discardSession(session, false);
+    if (will && (cleanStart || will.delayInterval === 0)) await this.publishWill(clientId, will);
+  }
+
   /** Session ended (expired, clean start, or non-persistent disconnect): forget everything. */
   private endSession(session: Session): void {
-    this.discardSession(session);
+    this.discardSession(session, true);
+    this.cluster?.sessionEnded(session.clientId, session.epoch);
     void this.store.deleteSession(session.clientId, session.epoch).catch(() => undefined);
   }
 
-  private discardSession(session: Session): void {
-    for (const sub of session.subscriptions.values()) this.removeFromIndex(session.clientId, sub.filter);
-    session.subscriptions.clear();
+  /** Forgets the local copy of a session; `routes` also removes its subscriptions from routing. */
+  private discardSession(session: Session, routes: boolean): void {
+    if (routes) this.unindexClient(session.clientId, this.indexedFilters(session.clientId));
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.cancelExpiry(session.clientId);
+    this.cancelWill(session.clientId);
   }
 
   private scheduleWill(session: Session, will: WillRecord): void {
@@ -238,14 +331,7 @@ export class Broker {
     const due = since + delayS * 1000;
     const fire = () => {
       this.willTimers.delete(session.clientId);
-      const current = this.sessions.get(session.clientId);
-      if (current && current !== session) return;
-      if (this.targets.has(session.clientId)) return;
-      const rec = { ...session.record };
-      delete rec.will;
-      session.record = rec;
-      void this.store.updateSession(rec, session.epoch).catch(() => undefined);
-      void this.publishWill(session.clientId, will);
+      void this.fireWill(session, will);
     };
     const wait = due - Date.now();
     if (wait <= 0) {
@@ -253,6 +339,27 @@ export class Broker {
       return;
     }
     this.willTimers.set(session.clientId, setTimeout(fire, Math.min(wait, MAX_TIMER_MS)).unref());
+  }
+
+  /**
+   * Publishes a pending will once: only if removing it from the stored session succeeds under
+   * this session's epoch (a session that moved to another node, or was resumed, keeps it).
+   */
+  private async fireWill(session: Session, will: WillRecord): Promise<void> {
+    const current = this.sessions.get(session.clientId);
+    if ((current && current !== session) || this.targets.has(session.clientId)) return;
+    const rec = { ...session.record };
+    delete rec.will;
+    session.record = rec;
+    if (session.persistent || this.cluster) {
+      try {
+        await this.store.updateSession(rec, session.epoch);
+      } catch (err) {
+        this.logger.debug({ err, clientId: session.clientId }, 'will not fired: session moved');
+        return;
+      }
+    }
+    await this.publishWill(session.clientId, will);
   }
 
   private cancelWill(clientId: string): void {
@@ -303,12 +410,13 @@ export class Broker {
       if (this.sessions.get(session.clientId) !== session || this.targets.has(session.clientId)) return;
       // A pending will goes out when the session ends, whichever comes first.
       const will = session.record.will;
+      this.logger.debug({ clientId: session.clientId }, 'session expired');
       if (will && this.willTimers.has(session.clientId)) {
         this.cancelWill(session.clientId);
-        void this.publishWill(session.clientId, will);
+        void this.fireWill(session, will).then(() => this.endSession(session));
+      } else {
+        this.endSession(session);
       }
-      this.logger.debug({ clientId: session.clientId }, 'session expired');
-      this.endSession(session);
     };
     arm();
   }
@@ -323,7 +431,32 @@ export class Broker {
 
   // ---------------------------------------------------------------- subscriptions
 
+  /** Adds subscriptions of any client (local or on another node) to routing. */
+  indexSubscriptions(clientId: string, subs: SubscriptionRecord[]): void {
+    for (const sub of subs) this.addToIndex(clientId, sub);
+  }
+
+  /** Removes subscriptions of a client from routing. */
+  unindexClient(clientId: string, filters: string[]): void {
+    for (const f of filters) this.removeFromIndex(clientId, f);
+  }
+
+  /** Applies a retained-message change made on another node. */
+  applyRetained(topic: string, message: StoredMessage | undefined): void {
+    if (message) this.retained.set(topic, message);
+    else this.retained.delete(topic);
+  }
+
+  /** Filters routed to a client (wherever it is). */
+  indexedFilters(clientId: string): string[] {
+    const set = this.clientFilters.get(clientId);
+    return set ? [...set] : [];
+  }
+
   private addToIndex(clientId: string, sub: SubscriptionRecord): void {
+    const set = this.clientFilters.get(clientId);
+    if (set) set.add(sub.filter);
+    else this.clientFilters.set(clientId, new Set([sub.filter]));
     const shared = parseSharedFilter(sub.filter);
     if (shared && shared !== 'invalid') {
       this.subscriptions.add(shared.filter, `${shared.group}\u0000${clientId}`, { clientId, sub, group: shared.group });
@@ -333,6 +466,11 @@ export class Broker {
   }
 
   private removeFromIndex(clientId: string, filter: string): void {
+    const set = this.clientFilters.get(clientId);
+    if (set) {
+      set.delete(filter);
+      if (set.size === 0) this.clientFilters.delete(clientId);
+    }
     const shared = parseSharedFilter(filter);
     if (shared && shared !== 'invalid') this.subscriptions.remove(shared.filter, `${shared.group}\u0000${clientId}`);
     else this.subscriptions.remove(filter, clientId);
@@ -350,7 +488,9 @@ export class Broker {
       session.subscriptions.set(sub.filter, sub);
       this.addToIndex(session.clientId, sub);
     }
-    const stored = session.persistent ? this.store.addSubscriptions(session.clientId, session.epoch, subs) : Promise.resolve();
+    const shared = session.persistent || this.cluster !== undefined;
+    const stored = shared ? this.store.addSubscriptions(session.clientId, session.epoch, subs) : Promise.resolve();
+    if (this.cluster && subs.length > 0) this.cluster.subscribed(session.clientId, subs);
     return { existed, stored };
   }
 
@@ -361,7 +501,9 @@ export class Broker {
       existed.push(had);
       if (had) this.removeFromIndex(session.clientId, f);
     }
-    const stored = session.persistent ? this.store.removeSubscriptions(session.clientId, session.epoch, filters) : Promise.resolve();
+    const shared = session.persistent || this.cluster !== undefined;
+    const stored = shared ? this.store.removeSubscriptions(session.clientId, session.epoch, filters) : Promise.resolve();
+    if (this.cluster) this.cluster.unsubscribed(session.clientId, filters);
     return { existed, stored };
   }
 
@@ -397,14 +539,32 @@ export class Broker {
         this.retained.set(message.topic, message);
       }
     }
+    let remote: Map<string, ForwardedDelivery[]> | undefined;
 
     const targets = this.route(message, origin.clientId);
     const durable: NewDelivery[] = [];
-    const durableSessions: Session[] = [];
+    const durableSessions: Array<Session | undefined> = [];
     for (const [clientId, agg] of targets) {
-      const session = this.sessions.get(clientId);
-      if (!session) continue;
       const qos = (agg.qos < message.qos ? agg.qos : message.qos) as QoS;
+      const session = this.sessions.get(clientId);
+      if (this.cluster && (!session || !this.targets.has(clientId))) {
+        // Not connected here: connected to another node, or offline (its queue is in the store).
+        const where = this.cluster.locate(clientId);
+        if (!where) continue;
+        const retainFlag = message.retain && agg.retainAsPublished;
+        if (qos > 0 && where.persistent) {
+          durable.push({ clientId, qos, retain: retainFlag, subscriptionIds: agg.subscriptionIds });
+          durableSessions.push(undefined);
+        } else if (where.node && where.node !== this.options.nodeId) {
+          remote ??= new Map();
+          const list = remote.get(where.node);
+          const d: ForwardedDelivery = { c: clientId, q: qos, r: retainFlag, s: agg.subscriptionIds };
+          if (list) list.push(d);
+          else remote.set(where.node, [d]);
+        }
+        continue;
+      }
+      if (!session) continue;
       // Retain As Published: keep the RETAIN flag only for subscriptions that asked [MQTT-3.3.1-12],
       // otherwise it is cleared on normal delivery [MQTT-3.3.1-13].
       const retainFlag = message.retain && agg.retainAsPublished;
@@ -429,6 +589,7 @@ export class Broker {
       }
     }
 
+    if (remote) for (const [node, list] of remote) this.cluster!.forward(node, message, list);
     if (durable.length === 0 && retain === undefined && origin.incomingQos2 === undefined) {
       return { matched: targets.size };
     }
@@ -438,15 +599,57 @@ export class Broker {
       retain,
       incomingQos2: origin.incomingQos2,
     });
+    if (retain && this.cluster) this.cluster.retainedChanged(message.topic, retain === 'set' ? message : undefined);
+    let stored: Map<string, ForwardedDelivery[]> | undefined;
     for (let i = 0; i < durable.length; i++) {
       const seq = result.seqs[i]!;
-      const session = durableSessions[i]!;
-      if (seq < 0 || this.sessions.get(session.clientId) !== session) continue;
+      if (seq < 0) continue;
       const d = durable[i]!;
+      let session = durableSessions[i];
+      if (this.cluster) {
+        // Who serves the session is read atomically with the commit: an entry committed after a
+        // takeover was not in the new owner's snapshot, so that owner must be told about it.
+        const owner = result.owners[i];
+        if (owner !== this.options.nodeId) {
+          if (owner) {
+            stored ??= new Map();
+            const fd: ForwardedDelivery = { c: d.clientId, q: d.qos, r: d.retain, s: d.subscriptionIds, seq };
+            const list = stored.get(owner);
+            if (list) list.push(fd);
+            else stored.set(owner, [fd]);
+          }
+          continue;
+        }
+        session ??= this.sessions.get(d.clientId);
+      }
+      if (!session || this.sessions.get(session.clientId) !== session) continue;
       session.pushQueued({ seq, message, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds, phase: 'queued' });
       this.targets.get(session.clientId)?.pump();
     }
+    if (stored) for (const [node, list] of stored) this.cluster!.forward(node, message, list);
     return { matched: targets.size };
+  }
+
+  /** Deliveries forwarded by another node for clients connected here. */
+  deliverForwarded(message: StoredMessage, deliveries: ForwardedDelivery[]): void {
+    for (const d of deliveries) {
+      const session = this.sessions.get(d.c);
+      const target = this.targets.get(d.c);
+      if (d.seq !== undefined) {
+        // A stored entry for a session this node serves (possibly still finishing its CONNECT:
+        // the session exists from the moment the store handed it over).
+        if (!session || session.evicted) continue;
+        session.pushQueued({ seq: d.seq, message, qos: d.q, retain: d.r, subscriptionIds: d.s, phase: 'queued' });
+        target?.pump();
+        continue;
+      }
+      if (!session || !target) continue;
+      if (d.q === 0) {
+        target.sendQos0(message, d.r, d.s);
+      } else if (this.queueLocal(session, message, d.q, d.r, d.s)) {
+        target.pump();
+      }
+    }
   }
 
   /** Queues a delivery in memory only (non-persistent sessions, or QoS 0 kept offline). */
@@ -542,6 +745,13 @@ export class Broker {
       const m = members[(start + i) % n]!;
       if (this.targets.has(m.clientId)) return m;
     }
+    if (this.cluster) {
+      // No local member connected: one connected to another node.
+      for (let i = 0; i < n; i++) {
+        const m = members[(start + i) % n]!;
+        if (this.cluster.locate(m.clientId)?.node) return m;
+      }
+    }
     return members[start % n];
   }
 
@@ -551,6 +761,28 @@ export class Broker {
   noteSent(session: Session, entry: DeliveryEntry): void {
     if (!session.persistent || entry.packetId === undefined) return;
     this.store.markSent(session.clientId, session.epoch, entry.seq, entry.packetId).catch((err) => this.storeFault(session, err));
+  }
+
+  /** Stores that an entry was given a packet id; resolves false (and kicks) on failure. */
+  persistSent(session: Session, entry: DeliveryEntry): Promise<boolean> {
+    return this.store.markSent(session.clientId, session.epoch, entry.seq, entry.packetId!).then(
+      () => true,
+      (err) => {
+        this.storeFault(session, err);
+        return false;
+      },
+    );
+  }
+
+  /** Stores that PUBREC was received for a packet id; resolves false (and kicks) on failure. */
+  persistReleased(session: Session, packetId: number): Promise<boolean> {
+    return this.store.markReleased(session.clientId, session.epoch, packetId).then(
+      () => true,
+      (err) => {
+        this.storeFault(session, err);
+        return false;
+      },
+    );
   }
 
   noteReleased(session: Session, packetId: number): void {

@@ -76,6 +76,9 @@ export class Channel implements DeliveryTarget {
   private gracefulDisconnect = false;
   private publishWillOnClose = true;
   private readonly ackQueue: PendingAck[] = [];
+  /** Outbound PUBLISH bytes waiting, in queue order, for earlier ones whose packet id is still
+   *  being stored (QoS 2 to persistent sessions). */
+  readonly publishSlots: Array<{ ready: boolean; bytes: Buffer | undefined }> = [];
   private readonly backlog: Packet[] = [];
   private lastActivity = Date.now();
   private keepAliveTimer: NodeJS.Timeout | undefined;

@@ -84,6 +84,10 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
     return;
   }
   if (refusal) return refuseConnect(ch, ch.protocolVersion, refusal.reasonCode, refusal.reasonString);
+  if (!broker.acceptingConnections) {
+    broker.stats.limit('not_accepting');
+    return refuseConnect(ch, ch.protocolVersion, RC.ServerUnavailable, 'node is not accepting connections');
+  }
   if (broker.targets.size >= o.maxConnections && !broker.targets.has(p.clientId)) {
     broker.stats.limit('max_connections');
     return refuseConnect(ch, ch.protocolVersion, RC.ServerBusy, 'too many connections');
@@ -240,7 +244,7 @@ async function completeConnect(ch: Channel, p: IConnectPacket, assignedClientId:
     return;
   }
   ch.session = opened.session;
-  broker.attach(ch.clientId, ch);
+  broker.attach(ch.clientId, ch, cleanStart);
 
   // ---- CONNACK
   // Session Present is 0 on a clean start [MQTT-3.2.2-2], otherwise whether a session existed

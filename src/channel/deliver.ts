@@ -38,17 +38,27 @@ function publishPacket(
   return packet;
 }
 
-/** Encodes and writes a PUBLISH unless it exceeds the client's Maximum Packet Size, in which case
- *  it is discarded as if delivered [MQTT-3.1.2-25]. Returns false when discarded. */
-function writePublish(ch: Channel, packet: IPublishPacket): boolean {
+/** Encodes a PUBLISH, or returns undefined when it exceeds the client's Maximum Packet Size: it is
+ *  then discarded as if delivered [MQTT-3.1.2-25]. */
+function encodePublish(ch: Channel, packet: IPublishPacket): Buffer | undefined {
   const bytes = ch.transport.encode(packet);
   if (ch.clientMaxPacketSize > 0 && bytes.length > ch.clientMaxPacketSize) {
     ch.broker.stats.drop('too_large_for_client');
-    return false;
+    return undefined;
   }
+  return bytes;
+}
+
+function writeEncoded(ch: Channel, bytes: Buffer): void {
   ch.transport.write(bytes);
   ch.broker.stats.publishSent++;
   ch.broker.stats.messagesSent++;
+}
+
+function writePublish(ch: Channel, packet: IPublishPacket): boolean {
+  const bytes = encodePublish(ch, packet);
+  if (!bytes) return false;
+  writeEncoded(ch, bytes);
   return true;
 }
 
@@ -89,13 +99,30 @@ export function pump(ch: Channel): void {
       (dropped ??= []).push(e.seq);
       continue;
     }
-    if (!writePublish(ch, packet)) {
+    const bytes = encodePublish(ch, packet);
+    if (!bytes) {
       (dropped ??= []).push(e.seq);
       continue;
     }
     e.packetId = packetId;
     e.phase = 'sent';
     session.inflight.set(packetId, e);
+    if (e.qos === 2 && session.persistent) {
+      // Exactly once across a crash: the packet id is stored before the PUBLISH leaves, so a
+      // resumed session re-sends it with the same id (the receiver drops the duplicate) and
+      // never as a new message under another id [MQTT-4.3.3-1] [MQTT-4.4.0-1]. Later messages
+      // wait behind it so the queue order is kept on the wire.
+      const slot = { ready: false, bytes: bytes as Buffer | undefined };
+      ch.publishSlots.push(slot);
+      ch.broker.persistSent(session, e).then((ok) => {
+        slot.ready = true;
+        if (!ok || ch.session !== session || session.inflight.get(packetId) !== e) slot.bytes = undefined;
+        flushSlots(ch);
+      });
+      continue;
+    }
+    if (ch.publishSlots.length > 0) ch.publishSlots.push({ ready: true, bytes });
+    else writeEncoded(ch, bytes);
     ch.broker.noteSent(session, e);
   }
   if (dropped) ch.broker.noteDropped(session, dropped);
@@ -119,6 +146,14 @@ export function replay(ch: Channel): void {
     writePublish(ch, packet);
   }
   pump(ch);
+}
+
+function flushSlots(ch: Channel): void {
+  const slots = ch.publishSlots;
+  while (slots.length > 0 && slots[0]!.ready) {
+    const slot = slots.shift()!;
+    if (slot.bytes && ch.state === 'connected') writeEncoded(ch, slot.bytes);
+  }
 }
 
 function complete(ch: Channel, packetId: number): void {
@@ -151,7 +186,14 @@ export function handlePubrec(ch: Channel, p: IPubrecPacket): void {
   }
   if (e.phase === 'sent') {
     e.phase = 'released';
-    ch.broker.noteReleased(session, id);
+    if (session.persistent) {
+      // Once PUBREL is out the PUBLISH must never be sent again [MQTT-4.3.3-4] (3.1.1:
+      // [MQTT-4.3.3-3]): store the new phase first, so a resumed session sends PUBREL.
+      ch.broker.persistReleased(session, id).then((ok) => {
+        if (ok && ch.session === session) ch.send({ cmd: 'pubrel', messageId: id });
+      });
+      return;
+    }
   }
   // PUBREL after PUBREC [MQTT-4.3.3-4].
   ch.send({ cmd: 'pubrel', messageId: id });

@@ -1,17 +1,29 @@
 /**
  * The `skein` command line. Thin: parses arguments and calls into the composition root.
  *   skein start [-c FILE] [-p PORT] [--host ADDR] [--data-dir DIR] [--log-level L] [--node-id ID]
+ *               [--redis URL | --sentinels H:P,...] [--health-port PORT]
+ *   skein cluster up|status ...      (src/cli/cluster.ts)
+ *   skein lb-config ...              (src/cli/cluster.ts)
  *   skein --version | --help
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
-import { startNode } from '../node.js';
+import { isClustered, startNode } from '../node.js';
+import { clusterCommand, lbConfigCommand } from './cluster.js';
 import { VERSION } from '../version.js';
 
 const HELP = `skein ${VERSION} - high-availability MQTT broker
 
 Usage:
   skein start [options]     start a broker node (embedded store, no Redis needed)
+  skein cluster up --nodes N [--base-port 1883] [--sentinel]
+                            try a cluster on this machine: Redis, N nodes, HAProxy
+  skein cluster status [--redis URL | --sentinels LIST]
+                            nodes, clients per node and the lease holder, from Redis
+  skein lb-config --nodes HOST:PORT,... [--kind haproxy|nginx] [--listen PORT]
+                  [--tls-listen 8883 --tls-cert FILE] [--health-port PORT]
+                  [--keepalive SECONDS] [--proxy-protocol]
+                            print a load balancer configuration for the nodes
   skein --version           print the version
   skein --help              print this help
 
@@ -21,13 +33,24 @@ Options for start:
       --host ADDR           bind address of the first listener (default 0.0.0.0)
       --data-dir DIR        directory of the embedded store (default ./data)
       --log-level LEVEL     fatal|error|warn|info|debug|trace|silent (default info)
-      --node-id ID          name of this node
+      --node-id ID          name of this node (unique in a cluster)
+      --redis URL           join a cluster whose shared state is in Redis, e.g. redis://127.0.0.1:6379
+      --sentinels LIST      or reach Redis through Sentinel: host:port[,host:port...]
+      --sentinel-name NAME  name of the Sentinel-monitored primary (default mymaster)
+      --health-port PORT    HTTP /live, /ready, POST /drain on this port (default 0 = off)
+
+In a cluster, SIGTERM drains the node: readiness fails, clients are moved away at
+cluster.drainRate per second (MQTT 5: DISCONNECT 0x8B with another node as Server
+Reference), then the process exits.
 
 Every configuration key can also be set from the environment, e.g.
 SKEIN_LIMITS__MAX_PACKET_SIZE=2MiB or SKEIN_LOG_LEVEL=debug. See src/config/README.md.
 `;
 
 export async function main(argv: string[]): Promise<number> {
+  // Subcommands with their own options.
+  if (argv[0] === 'cluster') return clusterCommand(argv.slice(1));
+  if (argv[0] === 'lb-config') return lbConfigCommand(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -40,6 +63,10 @@ export async function main(argv: string[]): Promise<number> {
         'data-dir': { type: 'string' },
         'log-level': { type: 'string' },
         'node-id': { type: 'string' },
+        redis: { type: 'string' },
+        sentinels: { type: 'string' },
+        'sentinel-name': { type: 'string' },
+        'health-port': { type: 'string' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -72,6 +99,10 @@ export async function main(argv: string[]): Promise<number> {
         dataDir: values['data-dir'],
         logLevel: values['log-level'],
         nodeId: values['node-id'],
+        redis: values.redis,
+        sentinels: values.sentinels,
+        sentinelName: values['sentinel-name'],
+        healthPort: values['health-port'],
       },
     });
   } catch (err) {
@@ -90,7 +121,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   // Print where to connect on stdout (logs go to stderr), so scripts and tests can read it.
   for (const a of node.addresses) process.stdout.write(`skein listening on mqtt://${a.host}:${a.port}\n`);
+  if (node.health) process.stdout.write(`skein health on http://${node.health.host}:${node.health.port}/ready\n`);
   return await new Promise<number>((resolve) => {
+    // POST /drain on the health endpoint stops the node too: exit when it is done.
+    void node.stopped.then((err) => {
+      if (err) node.logger.error({ err }, 'shutdown failed');
+      resolve(err ? 1 : 0);
+    });
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       signals++;
@@ -100,10 +137,12 @@ export async function main(argv: string[]): Promise<number> {
         return;
       }
       node.logger.info({ signal: sig }, 'signal received');
+      // A cluster node drains first: allow for it at the configured rate.
+      const drainMs = isClustered(config) ? Math.ceil((node.broker.targets.size / config.cluster.drainRate) * 1000) + 1000 : 0;
       const timer = setTimeout(() => {
         node.logger.error('shutdown timed out');
         resolve(1);
-      }, config.shutdownTimeoutMs);
+      }, config.shutdownTimeoutMs + drainMs);
       timer.unref();
       node.stop().then(
         () => resolve(0),

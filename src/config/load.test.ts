@@ -50,7 +50,7 @@ describe('defaults', () => {
   it('has the documented values, normalized', () => {
     const c = defaultConfig();
     assert.ok(c.nodeId.length > 0);
-    assert.deepEqual(c.listeners, [{ port: 1883, host: '0.0.0.0', protocol: 'mqtt' }]);
+    assert.deepEqual(c.listeners, [{ port: 1883, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' }]);
     assert.equal(c.dataDir, './data');
     assert.equal(c.logLevel, 'info');
     assert.deepEqual(c.store, { type: 'embedded', durability: 'write', compactThreshold: 64 * MiB });
@@ -154,8 +154,8 @@ shutdownTimeout: 2.5
   function checkFull(c: SkeinConfig): void {
     assert.equal(c.nodeId, 'broker-1');
     assert.deepEqual(c.listeners, [
-      { port: 1884, host: '0.0.0.0', protocol: 'mqtt' },
-      { port: 8883, host: '127.0.0.1', protocol: 'mqtt' },
+      { port: 1884, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
+      { port: 8883, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
     ]);
     assert.equal(c.dataDir, '/var/lib/skein');
     assert.equal(c.logLevel, 'warn');
@@ -361,8 +361,8 @@ describe('environment', () => {
   it('edits listeners by index, appends at the end, or replaces the list as JSON', () => {
     const a = loadConfig({ env: { SKEIN_LISTENERS__0__PORT: '1884', SKEIN_LISTENERS__1__PORT: '8883', SKEIN_LISTENERS__1__HOST: '::1' } });
     assert.deepEqual(a.listeners, [
-      { port: 1884, host: '0.0.0.0', protocol: 'mqtt' },
-      { port: 8883, host: '::1', protocol: 'mqtt' },
+      { port: 1884, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
+      { port: 8883, host: '::1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
     ]);
     const b = loadConfig({ env: { SKEIN_LISTENERS: '[{"port":1},{"port":2}]', SKEIN_LISTENERS__1__HOST: 'localhost' } });
     assert.deepEqual(
@@ -405,15 +405,15 @@ describe('precedence', () => {
     assert.equal(all.dataDir, '/from/flag');
     assert.equal(all.nodeId, 'flag-node');
     assert.deepEqual(all.listeners, [
-      { port: 3000, host: '127.0.0.1', protocol: 'mqtt' },
-      { port: 1885, host: '0.0.0.0', protocol: 'mqtt' },
+      { port: 3000, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
+      { port: 1885, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
     ]);
     assert.equal(all.limits.maxInflight, 4, 'keys without a flag keep the env value');
   });
 
   it('--port/--host change the default listener and accept strings from argv', () => {
     const c = loadConfig({ env: {}, flags: { port: '1884', host: '127.0.0.1', logLevel: undefined } });
-    assert.deepEqual(c.listeners, [{ port: 1884, host: '127.0.0.1', protocol: 'mqtt' }]);
+    assert.deepEqual(c.listeners, [{ port: 1884, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' }]);
     assert.equal(c.logLevel, 'info');
   });
 });

@@ -29,6 +29,10 @@ export interface ConfigFlags {
   dataDir?: string;
   logLevel?: string;
   nodeId?: string;
+  redis?: string;
+  sentinels?: string;
+  sentinelName?: string;
+  healthPort?: string;
 }
 
 export interface LoadConfigOptions {
@@ -74,6 +78,10 @@ const FLAG_PATHS: Record<keyof ConfigFlags, { path: Seg[]; flag: string }> = {
   dataDir: { path: ['dataDir'], flag: '--data-dir' },
   logLevel: { path: ['logLevel'], flag: '--log-level' },
   nodeId: { path: ['nodeId'], flag: '--node-id' },
+  redis: { path: ['cluster', 'redis'], flag: '--redis' },
+  sentinels: { path: ['cluster', 'sentinels'], flag: '--sentinels' },
+  sentinelName: { path: ['cluster', 'sentinelName'], flag: '--sentinel-name' },
+  healthPort: { path: ['health', 'port'], flag: '--health-port' },
 };
 
 type Seg = string | number;

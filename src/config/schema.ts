@@ -9,6 +9,7 @@
  * Byte sizes are always plain bytes (numbers) in TypeScript and carry no suffix.
  */
 import os from 'node:os';
+import { trustedProxiesProblem } from '../listeners/proxy-protocol.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -33,6 +34,10 @@ export interface ListenerConfig {
   /** Address to bind. */
   host: string;
   protocol: ListenerProtocol;
+  /** Expect a PROXY protocol v1/v2 header (HAProxy `send-proxy-v2`, nginx `proxy_protocol on`). */
+  proxyProtocol?: boolean;
+  /** Comma list of addresses/CIDRs allowed to send PROXY headers; empty = every peer. */
+  trustedProxies?: string;
 }
 
 export interface StoreConfig {
@@ -95,6 +100,39 @@ export interface SysConfig {
   intervalMs: number;
 }
 
+export const CLUSTER_DURABILITIES = ['memory', 'replicated', 'fsync'] as const;
+export type ClusterDurability = (typeof CLUSTER_DURABILITIES)[number];
+
+export interface ClusterConfig {
+  /** Redis URL (`redis://host:port/db`); empty = single node with the embedded store. */
+  redis: string;
+  /** Redis Sentinel addresses, `host:port,host:port`; when set, used instead of `redis`. */
+  sentinels: string;
+  /** Name of the Sentinel-monitored primary. */
+  sentinelName: string;
+  /** Prefix of every Redis key the cluster uses. */
+  keyPrefix: string;
+  /** When a QoS 1/2 message counts as stored: Redis answered (`memory`), a replica has it
+   *  (`replicated`, Redis WAIT), or Redis fsynced it (`fsync`, needs appendfsync always). */
+  durability: ClusterDurability;
+  /** Replicas that must confirm with `replicated`. */
+  replicas: number;
+  heartbeatMs: number;
+  /** A node silent for this long is dead: the lease holder adopts its sessions. */
+  nodeTtlMs: number;
+  /** `host:port` clients use to reach this node (Server Reference, cluster status). */
+  advertise: string;
+  /** Clients per second disconnected while draining (SIGTERM or `POST /drain`). */
+  drainRate: number;
+}
+
+export interface HealthConfig {
+  /** Port of the HTTP health endpoint (`/ready`, `/live`, `POST /drain`); 0 = disabled. */
+  port: number;
+  /** Address the health endpoint binds. */
+  host: string;
+}
+
 export interface SkeinConfig {
   /** Unique name of this node (used in `$SYS` topics, message ids and the cluster). */
   nodeId: string;
@@ -106,6 +144,8 @@ export interface SkeinConfig {
   limits: LimitsConfig;
   mqtt: MqttConfig;
   sys: SysConfig;
+  cluster: ClusterConfig;
+  health: HealthConfig;
   /** Milliseconds to wait for clients and the store on shutdown before forcing exit. */
   shutdownTimeoutMs: number;
 }
@@ -113,7 +153,7 @@ export interface SkeinConfig {
 const MiB = 2 ** 20;
 
 export function defaultListener(): ListenerConfig {
-  return { port: 1883, host: '0.0.0.0', protocol: 'mqtt' };
+  return { port: 1883, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' };
 }
 
 /** A fresh default configuration (a new object each call; callers may mutate it). */
@@ -151,6 +191,19 @@ export function defaultConfig(): SkeinConfig {
       persistentClientExpirationSec: 0,
     },
     sys: { intervalMs: 10_000 },
+    cluster: {
+      redis: '',
+      sentinels: '',
+      sentinelName: 'mymaster',
+      keyPrefix: 'skein:',
+      durability: 'memory',
+      replicas: 1,
+      heartbeatMs: 1000,
+      nodeTtlMs: 3000,
+      advertise: '',
+      drainRate: 500,
+    },
+    health: { port: 0, host: '0.0.0.0' },
     shutdownTimeoutMs: 10_000,
   };
 }
@@ -228,6 +281,9 @@ export interface ArraySpec extends SpecBase {
 export type LeafSpec = StringSpec | IntSpec | BoolSpec | EnumSpec | BytesSpec | DurationSpec;
 export type FieldSpec = LeafSpec | ObjectSpec | ArraySpec;
 
+/** A comma list of IPv4/IPv6 addresses with an optional /prefix (checked exactly by the listeners' `check`). */
+const TRUSTED_PROXIES_PATTERN = /^$|^\s*[0-9a-fA-F:.]+(\/\d{1,3})?\s*(,\s*[0-9a-fA-F:.]+(\/\d{1,3})?\s*)*$/;
+
 const U16 = 65535;
 const U32 = 0xffffffff;
 const I31 = 2 ** 31 - 1;
@@ -256,7 +312,9 @@ export const CONFIG_SCHEMA: ObjectSpec = {
         const problems: { index: number; problem: string }[] = [];
         const seen = new Map<string, number>();
         for (let i = 0; i < items.length; i++) {
-          const { host, port } = items[i]!;
+          const { host, port, trustedProxies } = items[i]!;
+          const tp = typeof trustedProxies === 'string' ? trustedProxiesProblem(trustedProxies) : undefined;
+          if (tp) problems.push({ index: i, problem: `trustedProxies: ${tp}` });
           if (port === 0) continue;
           const id = `${String(host)}:${String(port)}`;
           const first = seen.get(id);
@@ -272,6 +330,16 @@ export const CONFIG_SCHEMA: ObjectSpec = {
           port: { kind: 'int', min: 0, max: 65535, doc: 'TCP port; 0 lets the OS choose.' },
           host: { kind: 'string', minLength: 1, doc: 'Address to bind.' },
           protocol: { kind: 'enum', values: LISTENER_PROTOCOLS, doc: 'Wire protocol (more to come).' },
+          proxyProtocol: {
+            kind: 'bool',
+            doc: 'Expect a PROXY protocol v1 or v2 header (HAProxy `send-proxy-v2`, nginx `proxy_protocol on`) from trusted peers; the client address it carries is the one logged and used.',
+          },
+          trustedProxies: {
+            kind: 'string',
+            pattern: TRUSTED_PROXIES_PATTERN,
+            patternProblem: 'must be a comma list of IP addresses or CIDRs, e.g. "127.0.0.1,10.0.0.0/8"',
+            doc: 'With `proxyProtocol`: comma list of addresses/CIDRs that must send a PROXY header; a peer outside it that sends one is closed. Empty = every peer must send one.',
+          },
         },
       },
     },
@@ -378,6 +446,45 @@ export const CONFIG_SCHEMA: ObjectSpec = {
           zeroMeans: 'disables `$SYS`',
           doc: 'Time between `$SYS` updates.',
         },
+      },
+    },
+    cluster: {
+      kind: 'object',
+      doc: 'Cluster over Redis (leave `redis` and `sentinels` empty for a single node).',
+      fields: {
+        redis: { kind: 'string', pattern: /^$|^rediss?:\/\//, patternProblem: 'must be a redis:// or rediss:// URL', doc: 'Redis URL, e.g. `redis://127.0.0.1:6379`; empty = single node.' },
+        sentinels: {
+          kind: 'string',
+          pattern: /^$|^[^\s,:]+:\d+(,[^\s,:]+:\d+)*$/,
+          patternProblem: 'must be host:port[,host:port...]',
+          doc: 'Redis Sentinel addresses `host:port,...`; used instead of `redis` when set.',
+        },
+        sentinelName: { kind: 'string', minLength: 1, doc: 'Name of the primary Sentinel monitors.' },
+        keyPrefix: { kind: 'string', minLength: 1, maxLength: 64, doc: 'Prefix of every Redis key.' },
+        durability: {
+          kind: 'enum',
+          values: CLUSTER_DURABILITIES,
+          doc: '`memory`: Redis answered; `replicated`: a replica confirmed (WAIT); `fsync`: Redis fsynced (appendfsync always).',
+        },
+        replicas: { kind: 'int', min: 1, max: 16, doc: 'Replicas that must confirm with `replicated`.' },
+        heartbeat: { kind: 'duration', field: 'heartbeatMs', unit: 'ms', minMs: 100, maxMs: 60_000, doc: 'Time between node heartbeats.' },
+        nodeTtl: { kind: 'duration', field: 'nodeTtlMs', unit: 'ms', minMs: 300, maxMs: 600_000, doc: 'A node silent this long is dead; its sessions are adopted.' },
+        advertise: { kind: 'string', doc: '`host:port` clients use to reach this node; default: the first listener.' },
+        drainRate: {
+          kind: 'int',
+          min: 1,
+          max: 1_000_000,
+          unit: 'clients/second',
+          doc: 'When draining (SIGTERM, `POST /drain`): clients disconnected per second (MQTT 5 ones get DISCONNECT 0x8B with another node as Server Reference), so they do not all reconnect at once.',
+        },
+      },
+    },
+    health: {
+      kind: 'object',
+      doc: 'HTTP health endpoint for load balancers and orchestrators: `GET /live`, `GET /ready` (200 / 503 when draining or cut off from Redis), `GET /ready/lb` (200 / 404 when draining / 503; for HAProxy `http-check disable-on-404`), `POST /drain` (from loopback only).',
+      fields: {
+        port: { kind: 'int', min: 0, max: 65535, doc: 'Port of the health endpoint; 0 disables it (the default, also in a cluster, so several nodes can share a host; `skein cluster up` sets one per node).' },
+        host: { kind: 'string', minLength: 1, doc: 'Address the health endpoint binds.' },
       },
     },
     shutdownTimeout: {

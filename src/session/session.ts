@@ -20,6 +20,8 @@ export class Session {
   readonly inflight = new Map<number, DeliveryEntry>();
   /** Inbound QoS 2 packet ids: PUBREC sent, PUBREL not yet received [MQTT-4.3.3-9]. */
   readonly incomingQos2 = new Set<number>();
+  /** Set when another node took the session over: no more store writes from this copy. */
+  evicted = false;
   private nextPacketId = 1;
   private nextLocalSeq = 1;
 

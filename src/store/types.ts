@@ -79,7 +79,8 @@ export interface SessionRecord {
   protocolVersion: ProtocolVersion;
   /** Session Expiry Interval in seconds; 0xFFFFFFFF means never [MQTT-3.1.2-23]. */
   expiryInterval: number;
-  /** Node currently holding the connection, or undefined when disconnected. */
+  /** Node holding the connection (while `disconnectedAt` is unset), or the node that runs the
+   *  session's will and expiry timers after the disconnect (clusters), or undefined. */
   nodeId?: string;
   /** Epoch milliseconds of the disconnect, or undefined while connected. */
   disconnectedAt?: number;
@@ -146,6 +147,13 @@ export interface PublishCommit {
  *  sessions that no longer exist are dropped and reported with seq -1. */
 export interface PublishCommitResult {
   seqs: number[];
+  /**
+   * For each delivery, the node serving the session at the moment of the commit (its record's
+   * `nodeId` while `disconnectedAt` is unset), or undefined when it is disconnected or absent.
+   * Read atomically with the commit: entries committed after a takeover name the new owner,
+   * so the publishing node knows whom to tell (the takeover snapshot did not include them).
+   */
+  owners: Array<string | undefined>;
 }
 
 export class StaleEpochError extends Error {

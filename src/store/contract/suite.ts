@@ -398,6 +398,23 @@ export function storeContract(name: string, make: () => Promise<ContractSubject>
         assert.deepEqual((await store.getSession('s2'))?.deliveries[0]?.message, m);
       });
 
+      test('the commit reports the node serving each session at that moment (owners)', async () => {
+        const a = await store.takeSession(record('own-a', { nodeId: 'n1' }), false);
+        await store.takeSession(record('own-b', { nodeId: 'n2', disconnectedAt: 1000 }), false);
+        const deliveries = [
+          { clientId: 'own-a', qos: 1 as const, retain: false },
+          { clientId: 'own-b', qos: 1 as const, retain: false },
+          { clientId: 'own-ghost', qos: 1 as const, retain: false },
+        ];
+        const first = await store.commitPublish({ message: message('t'), deliveries });
+        assert.deepEqual(first.owners, ['n1', undefined, undefined]);
+        // Disconnect on n1, then a takeover by n3: later commits name the new owner.
+        await store.updateSession(record('own-a', { nodeId: 'n1', disconnectedAt: 2000 }), a.epoch);
+        assert.deepEqual((await store.commitPublish({ message: message('t'), deliveries })).owners, [undefined, undefined, undefined]);
+        await store.takeSession(record('own-a', { nodeId: 'n3' }), false);
+        assert.deepEqual((await store.commitPublish({ message: message('t'), deliveries })).owners, ['n3', undefined, undefined]);
+      });
+
       test('deliveries to unknown sessions get seq -1 and the others still land', async () => {
         await store.takeSession(record('a'), false);
         const m = message('t');
@@ -415,7 +432,7 @@ export function storeContract(name: string, make: () => Promise<ContractSubject>
       });
 
       test('a commit without deliveries resolves with no seqs', async () => {
-        assert.deepEqual(await store.commitPublish({ message: message('t'), deliveries: [] }), { seqs: [] });
+        assert.deepEqual(await store.commitPublish({ message: message('t'), deliveries: [] }), { seqs: [], owners: [] });
         assert.deepEqual(await store.listRetained(), []);
       });
 

@@ -196,8 +196,10 @@ export class StoreState {
     if (q2) this.current(q2.clientId, q2.epoch);
     const nextSeqs = new Map<string, number>();
     const deliveries: PlannedDelivery[] = [];
+    const owners: Array<string | undefined> = [];
     const seqs = commit.deliveries.map((d: NewDelivery) => {
       const s = this.sessions.get(d.clientId);
+      owners.push(s && s.record.disconnectedAt === undefined ? s.record.nodeId : undefined);
       if (!s) return -1;
       const seq = nextSeqs.get(d.clientId) ?? s.nextSeq;
       nextSeqs.set(d.clientId, seq + 1);
@@ -206,7 +208,7 @@ export class StoreState {
       );
       return seq;
     });
-    const result = { seqs };
+    const result = { seqs, owners };
     if (deliveries.length === 0 && !commit.retain && !q2) return { mutation: null, result };
     const mutation: Mutation = { t: 'publish', topic: commit.message.topic, deliveries };
     if (deliveries.length > 0 || commit.retain === 'set') mutation.message = deepCopy(commit.message);
