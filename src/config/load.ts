@@ -70,7 +70,7 @@ export class ConfigError extends Error {
 /** Prefix of environment overrides. */
 export const ENV_PREFIX = 'SKEIN_';
 /** `SKEIN_*` variables that are not configuration keys. */
-export const RESERVED_ENV: ReadonlySet<string> = new Set(['SKEIN_CONFIG']);
+export const RESERVED_ENV: ReadonlySet<string> = new Set(['SKEIN_CONFIG', 'SKEIN_TEST_LOG', 'SKEIN_FUZZ_SEED', 'SKEIN_FUZZ_SCALE']);
 
 const FLAG_PATHS: Record<keyof ConfigFlags, { path: Seg[]; flag: string }> = {
   port: { path: ['listeners', 0, 'port'], flag: '--port' },
