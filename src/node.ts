@@ -191,7 +191,7 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
   }
   const sys = new SysPublisher(broker, VERSION, config.sys.intervalMs);
   sys.start();
-  logger.info({ nodeId: config.nodeId, listeners: addresses, health, store: config.store.type, version: VERSION }, 'skein started');
+  logger.info({ nodeId: config.nodeId, listeners: addresses, health, store: isClustered(config) ? 'redis' : config.store.type, version: VERSION }, 'skein started');
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: (err: Error | undefined) => void;

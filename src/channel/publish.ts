@@ -142,8 +142,11 @@ export function handlePubrel(ch: Channel, p: IPubrelPacket): void {
   const session = ch.session!;
   const id = p.messageId!;
   if (!session.incomingQos2.has(id)) {
-    // [MQTT-4.3.3-?] Unknown id: PUBCOMP "Packet Identifier not found" (v5).
-    ch.send(ch.isV5 ? { cmd: 'pubcomp', messageId: id, reasonCode: RC.PacketIdentifierNotFound } : { cmd: 'pubcomp', messageId: id });
+    // Unknown id: the flow already completed here (PUBCOMP lost in a reconnect, or the previous
+    // node of a cluster finished it before dying). A PUBREL re-sent after a reconnect is the
+    // normal recovery path, so answer PUBCOMP Success as Mosquitto does; "Packet Identifier not
+    // found" (0x92) makes clients such as MQTT.js report a delivered message as failed.
+    ch.send({ cmd: 'pubcomp', messageId: id });
     return;
   }
   session.incomingQos2.delete(id);
