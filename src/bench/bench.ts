@@ -16,7 +16,7 @@ interface Peer {
   onPacket: (p: Packet) => void;
 }
 
-async function connect(port: number, host: string, clientId: string, onPacket: (p: Packet) => void): Promise<Peer> {
+async function connect(port: number, host: string, clientId: string, onPacket: (p: Packet) => void, clean = true): Promise<Peer> {
   const socket = net.connect(port, host);
   socket.setNoDelay(true);
   const parser = mqttPacket.parser({ protocolVersion: 4 });
@@ -32,7 +32,7 @@ async function connect(port: number, host: string, clientId: string, onPacket: (
       peer.onPacket(p);
     });
     socket.on('data', (d) => parser.parse(d));
-    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 60 }));
+    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean, keepalive: 60 }));
   });
   socket.on('error', () => undefined);
   return peer;
@@ -42,6 +42,9 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       port: { type: 'string', default: '1883' },
+      'sub-port': { type: 'string' },
+      persistent: { type: 'boolean', default: false },
+      rate: { type: 'string', default: '0' },
       host: { type: 'string', default: '127.0.0.1' },
       scenario: { type: 'string', default: 'fanin' },
       qos: { type: 'string', default: '0' },
@@ -56,20 +59,30 @@ async function main(): Promise<void> {
   const host = values.host!;
   const qos = Number(values.qos) as 0 | 1 | 2;
   const seconds = Number(values.seconds);
-  const payload = Buffer.alloc(Number(values.payload), 0x61);
+  const payload = Buffer.alloc(Number(values.payload), 0);
   const fanout = values.scenario === 'fanout';
   const nPub = fanout ? 1 : Number(values.publishers);
   const nSub = fanout ? Number(values.subscribers) : 1;
   const window = Number(values.window);
   const topic = 'bench/t';
+  const subPort = values['sub-port'] ? Number(values['sub-port']) : port;
+  // Fixed rate (messages/s over all publishers) for latency runs; 0 = as fast as the window allows.
+  const rate = Number(values.rate);
+  if (payload.length < 8) throw new Error('--payload must be at least 8 bytes (send time)');
 
   let received = 0;
+  const latencies: number[] = [];
+  let measuring = false;
   const subs: Peer[] = [];
   for (let i = 0; i < nSub; i++) {
-    const peer = await connect(port, host, `bench-sub-${i}`, () => undefined);
+    const peer = await connect(subPort, host, `bench-sub-${i}`, () => undefined, !values.persistent);
     peer.onPacket = (p) => {
       if (p.cmd === 'publish') {
         received++;
+        if (measuring && latencies.length < 1_000_000) {
+          const sentAt = (p.payload as Buffer).readDoubleLE(0);
+          if (sentAt > 0) latencies.push(performance.now() - sentAt);
+        }
         if (p.qos === 1) peer.socket.write(mqttPacket.generate({ cmd: 'puback', messageId: p.messageId! }));
         else if (p.qos === 2) peer.socket.write(mqttPacket.generate({ cmd: 'pubrec', messageId: p.messageId! }));
       } else if (p.cmd === 'pubrel') peer.socket.write(mqttPacket.generate({ cmd: 'pubcomp', messageId: p.messageId! }));
@@ -94,8 +107,13 @@ async function main(): Promise<void> {
     let inflight = 0;
     const peer = await connect(port, host, `bench-pub-${i}`, () => undefined);
     const pre0 = mqttPacket.generate({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false });
+    const stamp = (): Buffer => {
+      payload.writeDoubleLE(performance.now(), 0);
+      return payload;
+    };
     const fill = () => {
       if (stop) return;
+      if (rate > 0) return; // paced by the timer below
       if (qos === 0) {
         // Keep the socket busy without unbounded buffering.
         while (peer.socket.writableLength < 256 * 1024 && !stop) {
@@ -110,9 +128,25 @@ async function main(): Promise<void> {
         nextId = nextId === 65535 ? 1 : nextId + 1;
         inflight++;
         sent++;
-        peer.socket.write(mqttPacket.generate({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, messageId: id }));
+        peer.socket.write(mqttPacket.generate({ cmd: 'publish', topic, payload: stamp(), qos, retain: false, dup: false, messageId: id }));
       }
     };
+    if (rate > 0) {
+      // Paced: every 10 ms send this publisher's share of the rate.
+      const perTick = rate / nPub / 100;
+      let debt = 0;
+      const timer = setInterval(() => {
+        if (stop) return clearInterval(timer);
+        debt += perTick;
+        while (debt >= 1) {
+          debt -= 1;
+          const id = nextId;
+          nextId = nextId === 65535 ? 1 : nextId + 1;
+          sent++;
+          peer.socket.write(mqttPacket.generate({ cmd: 'publish', topic, payload: stamp(), qos, retain: false, dup: false, messageId: qos > 0 ? id : undefined }));
+        }
+      }, 10);
+    }
     peer.onPacket = (p) => {
       if (p.cmd === 'puback' || p.cmd === 'pubcomp') {
         inflight--;
@@ -127,6 +161,7 @@ async function main(): Promise<void> {
   let base = 0;
   await new Promise((r) => setTimeout(r, warmup));
   base = received;
+  measuring = true;
   const t0 = Date.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const delivered = received - base;
@@ -134,9 +169,24 @@ async function main(): Promise<void> {
   stop = true;
   for (const p of [...pubs, ...subs]) p.socket.destroy();
   void start;
-  const rate = Math.round(delivered / elapsed);
+  const throughput = Math.round(delivered / elapsed);
+  latencies.sort((x, y) => x - y);
+  const pct = (q: number) => (latencies.length ? Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]! * 1000) : null);
   process.stdout.write(
-    JSON.stringify({ scenario: values.scenario, qos, publishers: nPub, subscribers: nSub, seconds: elapsed, delivered, rate, sent }) + '\n',
+    JSON.stringify({
+      scenario: values.scenario,
+      qos,
+      publishers: nPub,
+      subscribers: nSub,
+      crossNode: subPort !== port,
+      persistent: values.persistent,
+      seconds: elapsed,
+      delivered,
+      rate: throughput,
+      sent,
+      p50us: pct(0.5),
+      p99us: pct(0.99),
+    }) + '\n',
   );
 }
 
