@@ -5,18 +5,21 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { allowAll, type Authorizer, type EnhancedAuthMethod } from './auth/types.js';
+import type { Authorizer, EnhancedAuthMethod } from './auth/types.js';
+import { ChainAuthorizer, createAuthorizer, isReloadable, recheckSubscriptions } from './auth/chain.js';
 import { Broker } from './broker/broker.js';
 import type { BrokerOptions } from './broker/options.js';
 import { SysPublisher } from './broker/sys.js';
 import { RC } from './codec/reason-codes.js';
 import type { SkeinConfig } from './config/schema.js';
-import { TcpListener } from './listeners/tcp.js';
+import { createListener, reloadListeners } from './listeners/factory.js';
+import { AbuseLimiter } from './broker/limits.js';
 import { HealthServer, type Readiness } from './admin/health.js';
 import { drain } from './cluster/drain.js';
 import { createLogger } from './log.js';
 import { ClusterBus } from './cluster/bus.js';
 import { ClusterNode } from './cluster/cluster.js';
+import { DynsecAuthorizer, startDynsec, type DynsecService } from './auth/dynsec/index.js';
 import { EmbeddedStore } from './store/embedded/embedded-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
 import { MemoryStore } from './store/memory/memory-store.js';
@@ -40,6 +43,13 @@ export interface SkeinNode {
   readonly stopped: Promise<Error | undefined>;
   /** 'ready' | 'draining' | 'unavailable' (cut off from Redis), as `GET /ready` reports it. */
   readiness(): Readiness;
+  /** SIGHUP: re-reads the password file, the ACL file and the JWT key (src/auth/chain.ts), then
+   *  removes subscriptions of connected clients that are no longer allowed. Resolves with how
+   *  many were removed. A file that cannot be read keeps its previous contents (logged). */
+  reload(): Promise<number>;
+  /** SIGHUP: re-reads the TLS listeners' certificate files (open connections keep theirs).
+   *  Returns one message per listener that failed (it keeps its previous certificates). */
+  reloadTls(): string[];
 }
 
 export interface NodeExtras {
@@ -122,9 +132,14 @@ function createStore(c: SkeinConfig, logger: Logger): Store {
 
 export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): Promise<SkeinNode> {
   const logger = extras.logger ?? createLogger(config.logLevel, { name: 'skein' });
+  // Before the store opens: a configured auth file that cannot be read stops the start.
+  // Dynamic security (auth.dynsec.file), when configured, decides instead of the chain.
+  const dynsec = !extras.authorizer && config.auth.dynsec.file ? new DynsecAuthorizer({ allowAnonymous: config.auth.allowAnonymous }) : undefined;
+  const authorizer: Authorizer = extras.authorizer ?? dynsec ?? (await createAuthorizer(config, logger.child({ component: 'auth' })));
   const store = createStore(config, logger);
   await store.open();
-  const broker = new Broker(brokerOptions(config), store, extras.authorizer ?? allowAll, logger);
+  const broker = new Broker(brokerOptions(config), store, authorizer, logger);
+  if (authorizer instanceof ChainAuthorizer) authorizer.isConnected = (clientId) => broker.targets.has(clientId);
   let cluster: ClusterNode | undefined;
   if (isClustered(config)) {
     const first = config.listeners[0]!;
@@ -152,14 +167,31 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
     await store.close();
     throw err;
   }
+  let dynsecService: DynsecService | undefined;
+  if (dynsec) {
+    try {
+      dynsecService = await startDynsec({
+        broker,
+        authorizer: dynsec,
+        file: resolve(config.auth.dynsec.file),
+        adminUser: config.auth.dynsec.adminUser,
+        adminPassword: config.auth.dynsec.adminPassword,
+        logger: logger.child({ component: 'dynsec' }),
+        redis: cluster ? { client: cluster.bus.cmd, key: (n) => cluster!.bus.key(n) } : undefined,
+      });
+    } catch (err) {
+      await cluster?.stop(false).catch(() => undefined);
+      await store.close();
+      throw err;
+    }
+  }
   const deps = {
     broker,
     logger,
     enhancedAuth: new Map((extras.enhancedAuth ?? []).map((m) => [m.method, m] as const)),
+    limiter: new AbuseLimiter(config.limits),
   };
-  const listeners = config.listeners.map(
-    (l) => new TcpListener({ port: l.port, host: l.host, proxyProtocol: l.proxyProtocol, trustedProxies: l.trustedProxies }, deps, logger),
-  );
+  const listeners = config.listeners.map((l, i) => createListener(l, i, deps, logger));
   const addresses: Array<{ port: number; host: string }> = [];
   try {
     for (const l of listeners) addresses.push(await l.listen());
@@ -211,6 +243,7 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
       await Promise.all([...broker.targets.values()].map((t) => t.kick(RC.ServerShuttingDown, 'server shutting down')));
       await stoppedListening;
       await broker.close();
+      await dynsecService?.stop();
       await cluster?.stop(true);
       await store.close();
       await healthServer?.close();
@@ -222,5 +255,10 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
         throw err;
       },
     ));
-  return { broker, logger, cluster, addresses, health, stop: () => stop(), stopped, readiness };
+  const reloadTls = () => reloadListeners(listeners, logger);
+  const reload = async (): Promise<number> => {
+    if (isReloadable(authorizer)) await authorizer.reload();
+    return recheckSubscriptions(broker, authorizer, logger.child({ component: 'auth' }));
+  };
+  return { broker, logger, cluster, addresses, health, stop: () => stop(), stopped, readiness, reloadTls, reload };
 }

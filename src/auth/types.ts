@@ -1,7 +1,7 @@
 /**
- * Authentication and authorization hooks. The broker asks them; the security issue plugs in
- * password files, ACL files, dynamic security, HTTP and JWT. The default lets everyone in, which
- * the node only uses on loopback-only setups until those land.
+ * Authentication and authorization hooks. The broker asks them; node.ts builds the configured
+ * one (src/auth/chain.ts: password file, ACL file, JWT, HTTP hook; or dynamic security).
+ * `allowAll` is for tests that pass it as `extras.authorizer`.
  */
 export interface ClientIdentity {
   clientId: string;
@@ -12,6 +12,9 @@ export interface ClientIdentity {
 
 export interface ConnectCredentials extends ClientIdentity {
   password?: Buffer;
+  /** The user name comes from a verified TLS client certificate (`useIdentityAsUsername` /
+   *  `useSubjectAsUsername`): like Mosquitto, no password is checked then (ACLs still apply). */
+  certificateUsername?: boolean;
 }
 
 /** Outcome of an authentication step: a CONNACK reason code (0 = success). */

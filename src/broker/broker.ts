@@ -48,8 +48,9 @@ export interface ClusterLink {
   sessionConnected(session: Session, cleanStart: boolean): void;
   sessionDisconnected(session: Session): void;
   sessionEnded(clientId: string, epoch: number): void;
-  subscribed(clientId: string, subs: SubscriptionRecord[]): void;
-  unsubscribed(clientId: string, filters: string[]): void;
+  /** `epoch`: the session epoch the change was stored under (later epochs win). */
+  subscribed(clientId: string, subs: SubscriptionRecord[], epoch: number): void;
+  unsubscribed(clientId: string, filters: string[], epoch: number): void;
   retainedChanged(topic: string, message: StoredMessage | undefined): void;
 }
 
@@ -123,10 +124,11 @@ export class Broker {
 
   /** Loads sessions, subscriptions and retained messages from the store. */
   async start(): Promise<void> {
-    for (const msg of await this.store.listRetained()) this.retained.set(msg.topic, msg);
-    // In a cluster the sessions are shared: the cluster layer loads the routes and adopts the
-    // leftovers of this node's previous life; nothing is local yet.
+    // In a cluster the state is shared: the cluster layer loads retained messages and routes once
+    // it has fixed where it tails the change feed (so no change in between is missed), and adopts
+    // the leftovers of this node's previous life; nothing is local yet.
     if (this.cluster) return;
+    await this.loadRetained();
     const now = Date.now();
     for (const { record, epoch } of await this.store.listSessions()) {
       const snap = await this.store.getSession(record.clientId);
@@ -150,6 +152,11 @@ export class Broker {
       { sessions: this.sessions.size, retained: this.retained.size, subscriptions: this.subscriptions.size },
       'state restored',
     );
+  }
+
+  /** Loads every retained message from the store into the in-memory trie. */
+  async loadRetained(): Promise<void> {
+    for (const msg of await this.store.listRetained()) this.retained.set(msg.topic, msg);
   }
 
   async close(): Promise<void> {
@@ -489,9 +496,45 @@ export class Broker {
       this.addToIndex(session.clientId, sub);
     }
     const shared = session.persistent || this.cluster !== undefined;
-    const stored = shared ? this.store.addSubscriptions(session.clientId, session.epoch, subs) : Promise.resolve();
-    if (this.cluster && subs.length > 0) this.cluster.subscribed(session.clientId, subs);
+    let stored = shared ? this.store.addSubscriptions(session.clientId, session.epoch, subs) : Promise.resolve();
+    if (this.cluster && subs.length > 0) {
+      // Other nodes learn of the subscriptions only once they are stored under this epoch: a
+      // connection that already lost the session (takeover on another node, fenced write) must
+      // not add routes the stored session does not have (invariant 3).
+      const cluster = this.cluster;
+      stored = stored.then(
+        () => cluster.subscribed(session.clientId, subs, session.epoch),
+        (err: unknown) => this.sessionWriteRefused(session, err, subs.map((x) => x.filter)),
+      );
+    }
     return { existed, stored };
+  }
+
+  /**
+   * A subscription change of a session was refused by the store. Stale epoch: the session was
+   * taken over elsewhere; this connection gets DISCONNECT 0x8E (not the channel's generic 0x80),
+   * and the routes it added locally are dropped again unless the session's new owner has them.
+   * Rethrows, so the channel does not acknowledge.
+   */
+  private sessionWriteRefused(session: Session, err: unknown, filters: string[]): never {
+    if ((err as { code?: string }).code === 'SKEIN_STALE_EPOCH') {
+      const target = this.targets.get(session.clientId);
+      const closing = target ? target.kick(0x8e, 'session taken over') : Promise.resolve();
+      if (filters.length > 0) void closing.then(() => this.resyncRoutes(session.clientId, filters));
+    }
+    throw err;
+  }
+
+  /** Makes this node's routes for a client it does not serve equal to the stored subscriptions. */
+  private async resyncRoutes(clientId: string, filters: string[]): Promise<void> {
+    try {
+      const snap = await this.store.getSession(clientId);
+      if (this.sessions.has(clientId)) return; // served here again: the local session is the truth
+      const keep = new Set((snap?.subscriptions ?? []).map((x) => x.filter));
+      for (const f of filters) if (!keep.has(f)) this.removeFromIndex(clientId, f);
+    } catch (err) {
+      this.logger.warn({ err, clientId }, 'could not resynchronize routes');
+    }
   }
 
   unsubscribe(session: Session, filters: string[]): { existed: boolean[]; stored: Promise<void> } {
@@ -502,8 +545,15 @@ export class Broker {
       if (had) this.removeFromIndex(session.clientId, f);
     }
     const shared = session.persistent || this.cluster !== undefined;
-    const stored = shared ? this.store.removeSubscriptions(session.clientId, session.epoch, filters) : Promise.resolve();
-    if (this.cluster) this.cluster.unsubscribed(session.clientId, filters);
+    let stored = shared ? this.store.removeSubscriptions(session.clientId, session.epoch, filters) : Promise.resolve();
+    if (this.cluster) {
+      const cluster = this.cluster;
+      // As for subscribe: told to the other nodes once stored under this epoch.
+      stored = stored.then(
+        () => cluster.unsubscribed(session.clientId, filters, session.epoch),
+        (err: unknown) => this.sessionWriteRefused(session, err, []),
+      );
+    }
     return { existed, stored };
   }
 

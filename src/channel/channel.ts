@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import type { ClientIdentity, EnhancedAuthMethod, EnhancedAuthSession } from '../auth/types.js';
 import type { Broker, DeliveryTarget } from '../broker/broker.js';
+import type { AbuseLimiter } from '../broker/limits.js';
 import type { IConnectPacket, Packet } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { Session } from '../session/session.js';
@@ -31,12 +32,17 @@ export interface Transport {
   close(): void;
   /** Switches encoder and decoder to the version CONNECT named. */
   setProtocolVersion(v: 3 | 4 | 5): void;
+  /** Set only on TLS listeners with `useIdentityAsUsername` / `useSubjectAsUsername`: the username
+   *  the client's valid certificate gives, or null when it has none (the client is refused). */
+  readonly certificateUsername?: string | null;
 }
 
 export interface ChannelDeps {
   broker: Broker;
   logger: Logger;
   enhancedAuth: Map<string, EnhancedAuthMethod>;
+  /** Rate and wildcard limits (src/broker/limits.ts); none = no such limits. */
+  limiter?: AbuseLimiter;
 }
 
 export type ChannelState = 'awaiting-connect' | 'connecting' | 'authenticating' | 'connected' | 'closed';

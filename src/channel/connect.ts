@@ -77,6 +77,15 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
   const props = p.properties ?? {};
   if (ch.isV5) ch.requestProblemInformation = props.requestProblemInformation !== false;
 
+  // Connection rate limits (src/broker/limits.ts), before any other work.
+  const rateHit = ch.deps.limiter?.admitConnect(ch.transport.remoteAddress);
+  if (rateHit) {
+    broker.stats.limit(rateHit);
+    if (ch.isV5) return refuseConnect(ch, 5, RC.ConnectionRateExceeded, 'connection rate exceeded');
+    void ch.close('connection rate exceeded'); // 3.x has no code for it: close
+    return;
+  }
+
   const refusal = validateConnect(ch, p);
   if (refusal?.silent) {
     ch.deps.logger.debug({ reasonString: refusal.reasonString }, 'connect refused');
@@ -101,6 +110,10 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
     if (ch.isV5) assignedClientId = ch.clientId;
   }
   ch.username = p.username;
+  // TLS listeners configured so: the certificate's CN / subject replaces the CONNECT username.
+  const certUser = ch.transport.certificateUsername;
+  if (certUser === null) return refuseConnect(ch, ch.protocolVersion, RC.NotAuthorized, 'no valid client certificate');
+  if (certUser !== undefined) ch.username = certUser;
 
   // ---- authenticate
   if (ch.isV5 && props.authenticationMethod) {
@@ -121,7 +134,13 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
     await completeConnect(ch, p, assignedClientId, first.data);
     return;
   }
-  const auth = await broker.authorizer.authenticate({ ...ch.identity, password: p.password });
+  // A user name taken from a verified client certificate is authenticated by the TLS handshake
+  // (Mosquitto's use_identity_as_username).
+  const auth = await broker.authorizer.authenticate({
+    ...ch.identity,
+    password: p.password,
+    certificateUsername: typeof certUser === 'string' ? true : undefined,
+  });
   if (ch.isClosed) return;
   if (auth.reasonCode !== 0) return refuseConnect(ch, ch.protocolVersion, auth.reasonCode, auth.reasonString ?? 'not authorized');
   await completeConnect(ch, p, assignedClientId, undefined);

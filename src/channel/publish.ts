@@ -8,6 +8,7 @@ import type { IPublishPacket, IPubrelPacket, Packet } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { StoredMessage } from '../store/types.js';
 import { validateTopicName } from '../topics/validate.js';
+import { LIMIT_NAMES } from '../broker/limits.js';
 import type { Channel } from './channel.js';
 import { isUtf8, toBuffer } from './connect.js';
 
@@ -27,6 +28,11 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   const o = broker.options;
   const session = ch.session!;
   broker.stats.publishReceived++;
+  if (ch.deps.limiter && !ch.deps.limiter.admitPublish(ch)) {
+    // MQTT 5 has no negative PUBACK for this (0x96 is a DISCONNECT code): disconnect.
+    broker.stats.limit(LIMIT_NAMES.publishRate);
+    return ch.fail(RC.MessageRateTooHigh, 'message rate too high');
+  }
 
   // ---- topic and topic alias
   let topic = p.topic;

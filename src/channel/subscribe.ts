@@ -6,6 +6,7 @@ import type { ISubscribePacket, IUnsubscribePacket } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { QoS, SubscriptionRecord } from '../store/types.js';
 import { parseSharedFilter, validateTopicFilter } from '../topics/validate.js';
+import { LIMIT_NAMES } from '../broker/limits.js';
 import type { Channel } from './channel.js';
 
 export function handleSubscribe(ch: Channel, p: ISubscribePacket): void {
@@ -27,7 +28,10 @@ export function handleSubscribe(ch: Channel, p: ISubscribePacket): void {
     const bad = shared === 'invalid' ? 'invalid shared subscription' : validateTopicFilter(inner, { maxLength: o.maxTopicLength, maxLevels: o.maxTopicLevels });
     let code: number;
     if (bad) code = RC.TopicFilterInvalid;
-    else if (shared && !o.sharedSubscriptionAvailable) code = RC.SharedSubscriptionsNotSupported;
+    else if (ch.deps.limiter?.tooManyWildcards(inner)) {
+      broker.stats.limit(LIMIT_NAMES.filterWildcards);
+      code = RC.TopicFilterInvalid;
+    } else if (shared && !o.sharedSubscriptionAvailable) code = RC.SharedSubscriptionsNotSupported;
     else if (shared && s.nl) {
       // No Local on a shared subscription is a Protocol Error [MQTT-3.8.3-4].
       return ch.fail(RC.ProtocolError, 'no local on a shared subscription');

@@ -4,12 +4,14 @@
  *               [--redis URL | --sentinels H:P,...] [--health-port PORT]
  *   skein cluster up|status ...      (src/cli/cluster.ts)
  *   skein lb-config ...              (src/cli/cluster.ts)
+ *   skein passwd [-c|-D] [-b] FILE USER [PASSWORD]   (src/cli/passwd.ts)
  *   skein --version | --help
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { isClustered, startNode } from '../node.js';
 import { clusterCommand, lbConfigCommand } from './cluster.js';
+import { passwdCommand } from './passwd.js';
 import { VERSION } from '../version.js';
 
 const HELP = `skein ${VERSION} - high-availability MQTT broker
@@ -24,11 +26,16 @@ Usage:
                   [--tls-listen 8883 --tls-cert FILE] [--health-port PORT]
                   [--keepalive SECONDS] [--proxy-protocol]
                             print a load balancer configuration for the nodes
+  skein passwd [-H sha512-pbkdf2|sha512] [-I N] [-c | -D] [-b] FILE USER [PASSWORD]
+                            add, change (-c: new file) or delete (-D) a user of a
+                            Mosquitto-format password file (auth.passwordFile)
   skein --version           print the version
   skein --help              print this help
 
 Options for start:
-  -c, --config FILE         YAML or JSON configuration file (also SKEIN_CONFIG)
+  -c, --config FILE         YAML or JSON configuration file (also SKEIN_CONFIG), or a
+                            Mosquitto configuration (*.conf): its options are mapped onto
+                            Skein's, with a warning per option that is not supported
   -p, --port PORT           port of the first listener (default 1883)
       --host ADDR           bind address of the first listener (default 0.0.0.0)
       --data-dir DIR        directory of the embedded store (default ./data)
@@ -41,7 +48,9 @@ Options for start:
 
 In a cluster, SIGTERM drains the node: readiness fails, clients are moved away at
 cluster.drainRate per second (MQTT 5: DISCONNECT 0x8B with another node as Server
-Reference), then the process exits.
+Reference), then the process exits. SIGHUP re-reads auth.passwordFile and
+auth.aclFile (subscriptions no longer allowed are removed) and the TLS certificate,
+key, CA and CRL files of mqtts/wss listeners (open connections keep theirs).
 
 Every configuration key can also be set from the environment, e.g.
 SKEIN_LIMITS__MAX_PACKET_SIZE=2MiB or SKEIN_LOG_LEVEL=debug. See src/config/README.md.
@@ -51,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
   // Subcommands with their own options.
   if (argv[0] === 'cluster') return clusterCommand(argv.slice(1));
   if (argv[0] === 'lb-config') return lbConfigCommand(argv.slice(1));
+  if (argv[0] === 'passwd') return passwdCommand(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -120,7 +130,11 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   // Print where to connect on stdout (logs go to stderr), so scripts and tests can read it.
-  for (const a of node.addresses) process.stdout.write(`skein listening on mqtt://${a.host}:${a.port}\n`);
+  node.addresses.forEach((a, i) => {
+    const l = config.listeners[i]!;
+    const path = l.protocol === 'ws' || l.protocol === 'wss' ? l.path || '/' : '';
+    process.stdout.write(`skein listening on ${l.protocol}://${a.host}:${a.port}${path}\n`);
+  });
   if (node.health) process.stdout.write(`skein health on http://${node.health.host}:${node.health.port}/ready\n`);
   return await new Promise<number>((resolve) => {
     // POST /drain on the health endpoint stops the node too: exit when it is done.
@@ -152,7 +166,18 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     };
+    // SIGHUP: re-read the password and ACL files (subscriptions no longer allowed are removed).
+    process.on('SIGHUP', () => {
+      node.logger.info({ signal: 'SIGHUP' }, 'reloading');
+      node.reload().then(
+        (removed) => node.logger.info({ removedSubscriptions: removed }, 'reloaded'),
+        (err: unknown) => node.logger.error({ err }, 'reload failed'),
+      );
+    });
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // SIGHUP also re-reads the TLS certificates (as Mosquitto does); failures are logged and
+    // the listener keeps its previous ones.
+    process.on('SIGHUP', () => void node.reloadTls());
   });
 }

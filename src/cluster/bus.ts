@@ -159,7 +159,29 @@ export class ClusterBus {
     await this.cmd.quit().catch(() => this.cmd.disconnect());
   }
 
+  private heartbeatInFlight = false;
+
   private async heartbeat(): Promise<void> {
+    const o = this.opts;
+    // Self-fencing must not wait for a failing heartbeat to settle: while Redis is unreachable
+    // (e.g. a partition that black-holes packets) a heartbeat only fails after the command
+    // timeout (5 s), long after the other nodes declared this one dead (node TTL) and adopted its
+    // sessions. So staleness is checked on every tick, and a tick does not pile another
+    // heartbeat onto one still waiting (invariant 3: a node cut off stops serving in time).
+    if (this.lastHeartbeatOk > 0 && Date.now() - this.lastHeartbeatOk > o.nodeTtlMs * 0.8) {
+      this.leaseHolder = false;
+      this.onHealth(false);
+    }
+    if (this.heartbeatInFlight) return;
+    this.heartbeatInFlight = true;
+    try {
+      await this.heartbeatOnce();
+    } finally {
+      this.heartbeatInFlight = false;
+    }
+  }
+
+  private async heartbeatOnce(): Promise<void> {
     const o = this.opts;
     const info: NodeInfo = {
       id: o.nodeId,

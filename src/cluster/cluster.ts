@@ -30,8 +30,8 @@ type ClusterEvent =
   | { t: 'conn'; o: string; c: string; e: number; p: boolean; clean: boolean }
   | { t: 'disc'; o: string; c: string; e: number; p: boolean }
   | { t: 'end'; o: string; c: string; e: number }
-  | { t: 'sub'; o: string; c: string; s: SubscriptionRecord[] }
-  | { t: 'unsub'; o: string; c: string; f: string[] }
+  | { t: 'sub'; o: string; c: string; s: SubscriptionRecord[]; e?: number }
+  | { t: 'unsub'; o: string; c: string; f: string[]; e?: number }
   | { t: 'ret'; o: string; topic: string; m?: StoredMessage };
 
 interface InboxItem {
@@ -74,6 +74,7 @@ export class ClusterNode implements ClusterLink {
   async start(): Promise<void> {
     await this.bus.connect();
     await this.bus.preparePositions();
+    await this.broker.loadRetained();
     const sessions = await this.store.listSessions();
     for (const { record, epoch } of sessions) {
       const connected = record.disconnectedAt === undefined;
@@ -108,6 +109,17 @@ export class ClusterNode implements ClusterLink {
 
   sessionConnected(session: Session, cleanStart: boolean): void {
     const c = session.clientId;
+    const known = this.directory.get(c);
+    if (known && known.epoch > session.epoch) {
+      // A newer takeover on another node was applied here while this connection was still
+      // opening its session (its `conn` event overtook our store reply): this connection has
+      // already lost. Evict it once its CONNACK is out, so it gets DISCONNECT 0x8E like any
+      // taken-over connection instead of staying up with a fenced session (invariant 3).
+      setImmediate(() => {
+        if (this.broker.sessions.get(c) === session) void this.broker.evict(c, false);
+      });
+      return;
+    }
     this.directory.set(c, { node: this.nodeId, persistent: session.persistent, epoch: session.epoch });
     this.emit({ t: 'conn', o: this.nodeId, c, e: session.epoch, p: session.persistent, clean: cleanStart });
   }
@@ -124,12 +136,12 @@ export class ClusterNode implements ClusterLink {
     this.emit({ t: 'end', o: this.nodeId, c: clientId, e: epoch });
   }
 
-  subscribed(clientId: string, subs: SubscriptionRecord[]): void {
-    this.emit({ t: 'sub', o: this.nodeId, c: clientId, s: subs });
+  subscribed(clientId: string, subs: SubscriptionRecord[], epoch: number): void {
+    this.emit({ t: 'sub', o: this.nodeId, c: clientId, s: subs, e: epoch });
   }
 
-  unsubscribed(clientId: string, filters: string[]): void {
-    this.emit({ t: 'unsub', o: this.nodeId, c: clientId, f: filters });
+  unsubscribed(clientId: string, filters: string[], epoch: number): void {
+    this.emit({ t: 'unsub', o: this.nodeId, c: clientId, f: filters, e: epoch });
   }
 
   retainedChanged(topic: string, message: StoredMessage | undefined): void {
@@ -171,11 +183,15 @@ export class ClusterNode implements ClusterLink {
         return;
       }
       case 'sub':
-        this.broker.indexSubscriptions(e.c, e.s);
+      case 'unsub': {
+        // A change stored under an epoch older than one this node already saw (e.g. written just
+        // before a clean-start takeover that cleared the subscriptions) is outdated.
+        const known = this.directory.get(e.c);
+        if (e.e !== undefined && known && known.epoch > e.e) return;
+        if (e.t === 'sub') this.broker.indexSubscriptions(e.c, e.s);
+        else this.broker.unindexClient(e.c, e.f);
         return;
-      case 'unsub':
-        this.broker.unindexClient(e.c, e.f);
-        return;
+      }
       case 'ret':
         this.broker.applyRetained(e.topic, e.m);
         return;
@@ -197,7 +213,9 @@ export class ClusterNode implements ClusterLink {
       // Cut off from Redis longer than our own TTL: the cluster may already have moved our
       // sessions. Stop serving them (clients reconnect through the load balancer elsewhere).
       this.logger.error({ nodeId: this.nodeId }, 'lost contact with redis: disconnecting clients');
-      for (const t of [...this.broker.targets.values()]) void t.kick(RC.ServerUnavailable, 'node lost contact with the cluster');
+      // 0x9C Use another server: 0x88 (Server unavailable) is a CONNACK-only code, not valid in
+      // DISCONNECT (MQTT 5.0 §3.14.2.1); clients' parsers reject it and never see the reason.
+      for (const t of [...this.broker.targets.values()]) void t.kick(RC.UseAnotherServer, 'node lost contact with the cluster');
     } else {
       this.logger.warn({ nodeId: this.nodeId }, 'contact with redis restored');
     }

@@ -30,14 +30,14 @@ export const FAST_CLUSTER_ENV = {
 export async function startClusterNode(
   id: string,
   redisUrl: string,
-  opts: { port?: number; env?: Record<string, string>; lifetimeMs?: number; dataDir?: string } = {},
+  opts: { port?: number; env?: Record<string, string>; lifetimeMs?: number; dataDir?: string; redisArgs?: string[] } = {},
 ): Promise<NodeProc> {
   const port = opts.port ?? (await freePort());
   const own = opts.dataDir === undefined ? tempDir(`skein-node-${id}-`) : undefined;
   const dir = opts.dataDir ?? own!.path;
   const proc = startProc(
     process.execPath,
-    [join(REPO_ROOT, 'bin/skein.js'), 'start', '-p', String(port), '--host', '127.0.0.1', '--data-dir', dir, '--node-id', id, '--redis', redisUrl, '--log-level', process.env.SKEIN_TEST_LOG ?? 'warn'],
+    [join(REPO_ROOT, 'bin/skein.js'), 'start', '-p', String(port), '--host', '127.0.0.1', '--data-dir', dir, '--node-id', id, ...(opts.redisArgs ?? ['--redis', redisUrl]), '--log-level', process.env.SKEIN_TEST_LOG ?? 'warn'],
     { env: { ...process.env, ...FAST_CLUSTER_ENV, ...(opts.env ?? {}) }, maxLifetimeMs: opts.lifetimeMs ?? 120_000 },
   );
   if (own) void proc.exited.then(() => own.remove()); // the temp data dir goes with the process

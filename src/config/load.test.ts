@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { ConfigError, configFromObject, configToObject, envNameFor, loadConfig } from './load.js';
-import { CONFIG_SCHEMA, defaultConfig, fieldName, type FieldSpec, type SkeinConfig } from './schema.js';
+import { CONFIG_SCHEMA, defaultConfig, defaultListener, fieldName, type FieldSpec, type SkeinConfig } from './schema.js';
 import { formatBytes, formatDurationMs, parseBytes, parseDurationMs } from './units.js';
 import { renderConfigTable, updateReadme } from './docs.js';
 import { createLogger } from '../log.js';
@@ -50,7 +50,7 @@ describe('defaults', () => {
   it('has the documented values, normalized', () => {
     const c = defaultConfig();
     assert.ok(c.nodeId.length > 0);
-    assert.deepEqual(c.listeners, [{ port: 1883, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' }]);
+    assert.deepEqual(c.listeners, [{ ...defaultListener(), port: 1883, host: '0.0.0.0' }]);
     assert.equal(c.dataDir, './data');
     assert.equal(c.logLevel, 'info');
     assert.deepEqual(c.store, { type: 'embedded', durability: 'write', compactThreshold: 64 * MiB });
@@ -154,8 +154,8 @@ shutdownTimeout: 2.5
   function checkFull(c: SkeinConfig): void {
     assert.equal(c.nodeId, 'broker-1');
     assert.deepEqual(c.listeners, [
-      { port: 1884, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
-      { port: 8883, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
+      { ...defaultListener(), port: 1884, host: '0.0.0.0' },
+      { ...defaultListener(), port: 8883, host: '127.0.0.1' },
     ]);
     assert.equal(c.dataDir, '/var/lib/skein');
     assert.equal(c.logLevel, 'warn');
@@ -361,8 +361,8 @@ describe('environment', () => {
   it('edits listeners by index, appends at the end, or replaces the list as JSON', () => {
     const a = loadConfig({ env: { SKEIN_LISTENERS__0__PORT: '1884', SKEIN_LISTENERS__1__PORT: '8883', SKEIN_LISTENERS__1__HOST: '::1' } });
     assert.deepEqual(a.listeners, [
-      { port: 1884, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
-      { port: 8883, host: '::1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
+      { ...defaultListener(), port: 1884, host: '0.0.0.0' },
+      { ...defaultListener(), port: 8883, host: '::1' },
     ]);
     const b = loadConfig({ env: { SKEIN_LISTENERS: '[{"port":1},{"port":2}]', SKEIN_LISTENERS__1__HOST: 'localhost' } });
     assert.deepEqual(
@@ -405,15 +405,15 @@ describe('precedence', () => {
     assert.equal(all.dataDir, '/from/flag');
     assert.equal(all.nodeId, 'flag-node');
     assert.deepEqual(all.listeners, [
-      { port: 3000, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
-      { port: 1885, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' },
+      { ...defaultListener(), port: 3000, host: '127.0.0.1' },
+      { ...defaultListener(), port: 1885, host: '0.0.0.0' },
     ]);
     assert.equal(all.limits.maxInflight, 4, 'keys without a flag keep the env value');
   });
 
   it('--port/--host change the default listener and accept strings from argv', () => {
     const c = loadConfig({ env: {}, flags: { port: '1884', host: '127.0.0.1', logLevel: undefined } });
-    assert.deepEqual(c.listeners, [{ port: 1884, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' }]);
+    assert.deepEqual(c.listeners, [{ ...defaultListener(), port: 1884, host: '127.0.0.1' }]);
     assert.equal(c.logLevel, 'info');
   });
 });
@@ -476,7 +476,8 @@ describe('errors name the key', () => {
       [{ listeners: { port: 1883 } }, 'listeners', /must be a list, got \{"port":1883\}/],
       [{ listeners: [] }, 'listeners', /must have between 1 and 64 entries, got \[\]/],
       [{ listeners: [{ port: 1883 }, { port: 1883, host: '0.0.0.0' }] }, 'listeners[1]', /same host and port as listeners\[0\]/],
-      [{ listeners: [{ protocol: 'ws' }] }, 'listeners[0].protocol', /must be one of "mqtt", got "ws"/],
+      [{ listeners: [{ protocol: 'quic' }] }, 'listeners[0].protocol', /must be one of "mqtt", "mqtts", "ws", "wss", got "quic"/],
+      [{ listeners: [{ protocol: 'mqtts' }] }, 'listeners[0]', /protocol mqtts needs tls\.cert and tls\.key/],
     ];
     for (const [raw, key, re] of cases) {
       const e = errorOf(raw);

@@ -21,6 +21,7 @@ import {
   type SkeinConfig,
 } from './schema.js';
 import { formatBytes, formatDurationMs, parseBytes, parseDurationMs } from './units.js';
+import { looksLikeMosquittoConf, parseMosquittoConf } from './mosquitto-conf.js';
 
 /** Overrides from the command line. `port`/`host` apply to the FIRST listener. */
 export interface ConfigFlags {
@@ -36,8 +37,11 @@ export interface ConfigFlags {
 }
 
 export interface LoadConfigOptions {
-  /** Config file (`.yaml`, `.yml` or `.json`). Default: `env.SKEIN_CONFIG` when set, else none. */
+  /** Config file (`.yaml`, `.yml` or `.json`, or a Mosquitto `.conf`: src/config/mosquitto-conf.ts).
+   *  Default: `env.SKEIN_CONFIG` when set, else none. */
   file?: string;
+  /** Receives one line per ignored or approximated option of a Mosquitto file. Default: stderr. */
+  onWarning?: (line: string) => void;
   /** Environment to read `SKEIN_*` overrides from. Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
   flags?: ConfigFlags;
@@ -96,7 +100,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): SkeinConfig {
   let raw: Raw = {};
 
   const file = opts.file ?? (env.SKEIN_CONFIG ? env.SKEIN_CONFIG : undefined);
-  if (file !== undefined) raw = readConfigFile(file, ctx) ?? {};
+  if (file !== undefined) {
+    const onWarning = opts.onWarning ?? ((line: string) => void process.stderr.write(`skein: ${line}\n`));
+    raw = readConfigFile(file, ctx, onWarning) ?? {};
+  }
   applyEnv(raw, env, ctx);
   if (opts.flags) applyFlags(raw, opts.flags, ctx);
 
@@ -191,17 +198,19 @@ function show(v: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // File layer
 
-function readConfigFile(file: string, ctx: Context): Raw | undefined {
+function readConfigFile(file: string, ctx: Context, onWarning: (line: string) => void): Raw | undefined {
   const ext = extname(file).toLowerCase();
-  if (ext !== '.yaml' && ext !== '.yml' && ext !== '.json') {
-    ctx.add('', `config file "${file}" has unsupported extension "${ext}" (use .yaml, .yml or .json)`);
-    return undefined;
-  }
+  const known = ext === '.yaml' || ext === '.yml' || ext === '.json';
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     ctx.add('', `cannot read config file "${file}": ${(err as Error).message}`);
+    return undefined;
+  }
+  if (ext === '.conf' || (!known && looksLikeMosquittoConf(text))) return readMosquittoConf(file, text, ctx, onWarning);
+  if (!known) {
+    ctx.add('', `config file "${file}" has unsupported extension "${ext}" (use .yaml, .yml, .json or a Mosquitto .conf)`);
     return undefined;
   }
   const value = ext === '.json' ? parseJsonFile(file, text, ctx) : parseYamlFile(file, text, ctx);
@@ -217,6 +226,25 @@ function readConfigFile(file: string, ctx: Context): Raw | undefined {
 }
 
 const MAX_PARSE_ERRORS = 5;
+
+/** A Mosquitto configuration, mapped onto Skein's keys (src/config/mosquitto-conf.ts). */
+function readMosquittoConf(file: string, text: string, ctx: Context, onWarning: (line: string) => void): Raw | undefined {
+  const r = parseMosquittoConf(text, file);
+  for (const w of r.warnings) onWarning(w);
+  if (!Object.hasOwn(CONFIG_SCHEMA.fields, 'auth') && isPlainObject(r.raw.auth)) {
+    // This build has no `auth` section yet: say so instead of failing on unknown keys.
+    for (const k of Object.keys(r.raw.auth)) {
+      if (k === 'allowAnonymous' && r.raw.auth[k] === true) continue;
+      onWarning(`${r.sources.get(`auth.${k}`) ?? file}: warning: auth.${k} is not supported by this build; ignored`);
+    }
+    delete r.raw.auth;
+  }
+  for (const e of r.errors) ctx.add('', e);
+  if (r.errors.length > 0) return undefined;
+  ctx.setSource('', file);
+  for (const [k, at] of r.sources) ctx.sources.set(k, at);
+  return r.raw;
+}
 
 function parseYamlFile(file: string, text: string, ctx: Context): unknown {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
@@ -659,7 +687,7 @@ function validateArray(spec: ArraySpec, value: unknown, path: Seg[], def: unknow
     ctx.add(key, `must have between ${spec.minItems} and ${spec.maxItems} entries`, { got: value });
     if (value.length === 0) return structuredClone(def);
   }
-  const items = value.map((item, i) => validateObject(spec.of, item, [...path, i], spec.itemDefault(), ctx));
+  const items = value.map((item, i) => validateObject(spec.of, item, [...path, i], spec.itemDefault(isPlainObject(item) ? item : undefined), ctx));
   for (const p of spec.check?.(items) ?? []) ctx.add(pathString([...path, p.index]), p.problem);
   return items;
 }

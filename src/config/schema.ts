@@ -14,8 +14,35 @@ import { trustedProxiesProblem } from '../listeners/proxy-protocol.js';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export const LISTENER_PROTOCOLS = ['mqtt'] as const;
+export const LISTENER_PROTOCOLS = ['mqtt', 'mqtts', 'ws', 'wss'] as const;
 export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
+
+/** Port a listener gets when its entry names no port, by protocol (1883 and 8883 are IANA's; 8083
+ *  and 8084 are EMQX's WebSocket ports). */
+export const DEFAULT_PORTS: Readonly<Record<ListenerProtocol, number>> = { mqtt: 1883, mqtts: 8883, ws: 8083, wss: 8084 };
+
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
+
+/** TLS settings of an `mqtts` / `wss` listener. Paths are read at start and on reload (SIGHUP). */
+export interface ListenerTlsConfig {
+  /** PEM server certificate (chain) file. */
+  cert: string;
+  /** PEM private key file. */
+  key: string;
+  /** PEM CA file verifying client certificates; empty = client certificates are not asked for. */
+  ca: string;
+  /** Lowest TLS version accepted. */
+  minVersion: TlsVersion;
+  /** A client must present a certificate signed by `ca` (mutual TLS). */
+  requireCertificate: boolean;
+  /** The Common Name of the client certificate becomes the username (Mosquitto `use_identity_as_username`). */
+  useIdentityAsUsername: boolean;
+  /** The certificate subject (`CN=…,OU=…,O=…`, RFC 2253) becomes the username (`use_subject_as_username`). */
+  useSubjectAsUsername: boolean;
+  /** PEM certificate revocation list file; empty = none. */
+  crl: string;
+}
 
 export const STORE_TYPES = ['embedded', 'memory'] as const;
 export type StoreType = (typeof STORE_TYPES)[number];
@@ -38,6 +65,12 @@ export interface ListenerConfig {
   proxyProtocol?: boolean;
   /** Comma list of addresses/CIDRs allowed to send PROXY headers; empty = every peer. */
   trustedProxies?: string;
+  /** `ws`/`wss`: HTTP path of the WebSocket endpoint; empty = any path. */
+  path?: string;
+  /** Connections this listener accepts at once; 0 = no limit of its own (`limits.maxConnections` still applies). */
+  maxConnections?: number;
+  /** `mqtts`/`wss` only. */
+  tls?: ListenerTlsConfig;
 }
 
 export interface StoreConfig {
@@ -76,6 +109,14 @@ export interface LimitsConfig {
   topicAliasMaximum: number;
   /** Subscriptions one client may hold. */
   maxSubscriptionsPerClient: number;
+  /** CONNECT packets per second from one source address (IPv6: per /64); 0 = no limit. */
+  connectRatePerSource: number;
+  /** CONNECT packets per second on this node; 0 = no limit. */
+  connectRate: number;
+  /** PUBLISH packets per second from one client; 0 = no limit. */
+  publishRatePerClient: number;
+  /** Wildcard levels (`+`, `#`) in one subscription filter; 0 = no limit. */
+  maxFilterWildcards: number;
 }
 
 export interface MqttConfig {
@@ -133,6 +174,54 @@ export interface HealthConfig {
   host: string;
 }
 
+export interface AuthHttpConfig {
+  /** URL of the HTTP authentication hook (POST per CONNECT); empty = not used. */
+  url: string;
+  /** Milliseconds to wait for the hook; longer = CONNACK Server unavailable. */
+  timeoutMs: number;
+  /** Milliseconds an answer is cached; 0 = no cache. */
+  cacheTtlMs: number;
+  /** Most cached answers (least recently used go first). */
+  cacheSize: number;
+}
+
+export interface AuthJwtConfig {
+  /** HS256 shared secret; empty = none. */
+  secret: string;
+  /** PEM public key (or certificate) file for RS256; empty = none. */
+  publicKey: string;
+  /** Claim that must equal the CONNECT user name (when one is sent); empty = not checked. */
+  usernameClaim: string;
+  /** Claim that must equal the client id; empty = not checked. */
+  clientIdClaim: string;
+  /** Claim holding `{pub: [filters], sub: [filters]}`; empty = tokens carry no ACL. */
+  aclClaim: string;
+}
+
+/** Authentication and authorization (src/auth/). */
+export interface AuthConfig {
+  /** Let clients without user name and password in (when no authenticator is configured, they
+   *  are let in from loopback anyway). */
+  allowAnonymous: boolean;
+  /** Mosquitto password file (`mosquitto_passwd` / `skein passwd`); empty = none. */
+  passwordFile: string;
+  /** Mosquitto ACL file; empty = no ACL file (everything allowed unless a client has rules). */
+  aclFile: string;
+  http: AuthHttpConfig;
+  jwt: AuthJwtConfig;
+  dynsec: AuthDynsecConfig;
+}
+
+/** Mosquitto Dynamic Security (src/auth/dynsec/). */
+export interface AuthDynsecConfig {
+  /** Path of the dynamic security JSON file (Mosquitto's format); empty = not used. */
+  file: string;
+  /** Admin client written into a new file (when `file` does not exist). */
+  adminUser: string;
+  /** Its password; required only to create the file. */
+  adminPassword: string;
+}
+
 export interface SkeinConfig {
   /** Unique name of this node (used in `$SYS` topics, message ids and the cluster). */
   nodeId: string;
@@ -146,14 +235,38 @@ export interface SkeinConfig {
   sys: SysConfig;
   cluster: ClusterConfig;
   health: HealthConfig;
+  auth: AuthConfig;
   /** Milliseconds to wait for clients and the store on shutdown before forcing exit. */
   shutdownTimeoutMs: number;
 }
 
 const MiB = 2 ** 20;
 
-export function defaultListener(): ListenerConfig {
-  return { port: 1883, host: '0.0.0.0', protocol: 'mqtt', proxyProtocol: false, trustedProxies: '' };
+export function defaultListenerTls(): ListenerTlsConfig {
+  return {
+    cert: '',
+    key: '',
+    ca: '',
+    minVersion: 'TLSv1.2',
+    requireCertificate: false,
+    useIdentityAsUsername: false,
+    useSubjectAsUsername: false,
+    crl: '',
+  };
+}
+
+/** Defaults of a listener entry; the port depends on the protocol (`DEFAULT_PORTS`). */
+export function defaultListener(protocol: ListenerProtocol = 'mqtt'): ListenerConfig {
+  return {
+    port: DEFAULT_PORTS[protocol],
+    host: '0.0.0.0',
+    protocol,
+    proxyProtocol: false,
+    trustedProxies: '',
+    path: '/mqtt',
+    maxConnections: 0,
+    tls: defaultListenerTls(),
+  };
 }
 
 /** A fresh default configuration (a new object each call; callers may mutate it). */
@@ -178,6 +291,10 @@ export function defaultConfig(): SkeinConfig {
       maxSessionExpirySec: SESSION_EXPIRY_NEVER,
       topicAliasMaximum: 10,
       maxSubscriptionsPerClient: 1000,
+      connectRatePerSource: 100,
+      connectRate: 2000,
+      publishRatePerClient: 0,
+      maxFilterWildcards: 32,
     },
     mqtt: {
       maxQos: 2,
@@ -204,6 +321,14 @@ export function defaultConfig(): SkeinConfig {
       drainRate: 500,
     },
     health: { port: 0, host: '0.0.0.0' },
+    auth: {
+      allowAnonymous: false,
+      passwordFile: '',
+      aclFile: '',
+      http: { url: '', timeoutMs: 2000, cacheTtlMs: 60_000, cacheSize: 10_000 },
+      jwt: { secret: '', publicKey: '', usernameClaim: 'sub', clientIdClaim: '', aclClaim: '' },
+      dynsec: { file: '', adminUser: 'admin', adminPassword: '' },
+    },
     shutdownTimeoutMs: 10_000,
   };
 }
@@ -270,8 +395,9 @@ export interface ObjectSpec extends SpecBase {
 export interface ArraySpec extends SpecBase {
   kind: 'array';
   of: ObjectSpec;
-  /** Defaults for missing keys of each element (TypeScript names). */
-  itemDefault: () => Record<string, unknown>;
+  /** Defaults for missing keys of each element (TypeScript names); `raw` is the entry as written
+   *  (file form), when there is one, so a default may depend on another key of it. */
+  itemDefault: (raw?: Record<string, unknown>) => Record<string, unknown>;
   minItems: number;
   maxItems: number;
   /** Problems with the list as a whole (e.g. duplicates), by entry. */
@@ -307,7 +433,10 @@ export const CONFIG_SCHEMA: ObjectSpec = {
       doc: 'Network listeners. `--port`/`--host` override the first one.',
       minItems: 1,
       maxItems: 64,
-      itemDefault: () => ({ ...defaultListener() }),
+      itemDefault: (raw) => {
+        const p = raw?.protocol;
+        return { ...defaultListener(typeof p === 'string' && (LISTENER_PROTOCOLS as readonly string[]).includes(p) ? (p as ListenerProtocol) : 'mqtt') };
+      },
       check: (items) => {
         const problems: { index: number; problem: string }[] = [];
         const seen = new Map<string, number>();
@@ -315,6 +444,7 @@ export const CONFIG_SCHEMA: ObjectSpec = {
           const { host, port, trustedProxies } = items[i]!;
           const tp = typeof trustedProxies === 'string' ? trustedProxiesProblem(trustedProxies) : undefined;
           if (tp) problems.push({ index: i, problem: `trustedProxies: ${tp}` });
+          for (const problem of listenerProblems(items[i] as unknown as ListenerConfig)) problems.push({ index: i, problem });
           if (port === 0) continue;
           const id = `${String(host)}:${String(port)}`;
           const first = seen.get(id);
@@ -329,7 +459,11 @@ export const CONFIG_SCHEMA: ObjectSpec = {
         fields: {
           port: { kind: 'int', min: 0, max: 65535, doc: 'TCP port; 0 lets the OS choose.' },
           host: { kind: 'string', minLength: 1, doc: 'Address to bind.' },
-          protocol: { kind: 'enum', values: LISTENER_PROTOCOLS, doc: 'Wire protocol (more to come).' },
+          protocol: {
+            kind: 'enum',
+            values: LISTENER_PROTOCOLS,
+            doc: '`mqtt` (TCP), `mqtts` (TLS), `ws` (WebSocket, subprotocol `mqtt` or `mqttv3.1`), `wss` (WebSocket over TLS). The default port follows: 1883, 8883, 8083, 8084.',
+          },
           proxyProtocol: {
             kind: 'bool',
             doc: 'Expect a PROXY protocol v1 or v2 header (HAProxy `send-proxy-v2`, nginx `proxy_protocol on`) from trusted peers; the client address it carries is the one logged and used.',
@@ -339,6 +473,39 @@ export const CONFIG_SCHEMA: ObjectSpec = {
             pattern: TRUSTED_PROXIES_PATTERN,
             patternProblem: 'must be a comma list of IP addresses or CIDRs, e.g. "127.0.0.1,10.0.0.0/8"',
             doc: 'With `proxyProtocol`: comma list of addresses/CIDRs that must send a PROXY header; a peer outside it that sends one is closed. Empty = every peer must send one.',
+          },
+          path: {
+            kind: 'string',
+            maxLength: 1024,
+            pattern: /^$|^\/[^\s?#]*$/,
+            patternProblem: 'must start with "/" and contain no spaces, "?" or "#" (or be empty: any path)',
+            doc: '`ws`/`wss`: HTTP path of the WebSocket endpoint; empty = any path (as Mosquitto).',
+          },
+          maxConnections: {
+            kind: 'int',
+            min: 0,
+            max: I31,
+            doc: 'Connections this listener holds at once (Mosquitto `max_connections`); 0 = no limit of its own (`limits.maxConnections` still applies).',
+          },
+          tls: {
+            kind: 'object',
+            doc: 'TLS of `mqtts` / `wss` listeners. Certificate, key, CA and CRL files are read again on SIGHUP (new connections get them; open ones keep theirs).',
+            fields: {
+              cert: { kind: 'string', doc: 'PEM server certificate (with its chain) file; required for `mqtts`/`wss`.' },
+              key: { kind: 'string', doc: 'PEM private key file; required for `mqtts`/`wss`.' },
+              ca: { kind: 'string', doc: 'PEM CA file that client certificates must chain to; empty = no client certificates are asked for.' },
+              minVersion: { kind: 'enum', values: TLS_VERSIONS, doc: 'Lowest TLS version accepted (Mosquitto `tls_version`).' },
+              requireCertificate: { kind: 'bool', doc: 'Clients must present a certificate signed by `ca` (mutual TLS); others fail the handshake.' },
+              useIdentityAsUsername: {
+                kind: 'bool',
+                doc: 'The client certificate\'s Common Name becomes the username (the CONNECT one is ignored); a client without a valid certificate is refused (CONNACK Not authorized). Needs `ca`.',
+              },
+              useSubjectAsUsername: {
+                kind: 'bool',
+                doc: 'The client certificate\'s subject (`CN=…,OU=…,O=…`, RFC 2253 order) becomes the username. `useIdentityAsUsername` wins when both are set. Needs `ca`.',
+              },
+              crl: { kind: 'string', doc: 'PEM certificate revocation list checked with `ca`; empty = none.' },
+            },
           },
         },
       },
@@ -409,6 +576,33 @@ export const CONFIG_SCHEMA: ObjectSpec = {
         },
         topicAliasMaximum: { kind: 'int', min: 0, max: U16, doc: 'Topic Alias Maximum announced in CONNACK; 0 disables topic aliases.' },
         maxSubscriptionsPerClient: { kind: 'int', min: 1, max: I31, doc: 'Subscriptions one client may hold.' },
+        connectRatePerSource: {
+          kind: 'int',
+          min: 0,
+          max: 1_000_000,
+          unit: 'per second',
+          doc: 'CONNECT packets accepted per second from one source address (an IPv6 /64 counts as one), with bursts of as many; more get CONNACK 0x9F Connection rate exceeded (MQTT 5) or are closed (3.x). Behind a load balancer without PROXY protocol every client shares its address: raise this or use 0. 0 = no limit.',
+        },
+        connectRate: {
+          kind: 'int',
+          min: 0,
+          max: 10_000_000,
+          unit: 'per second',
+          doc: 'CONNECT packets accepted per second on this node, from all sources (bursts of as many); answered like `connectRatePerSource`. 0 = no limit.',
+        },
+        publishRatePerClient: {
+          kind: 'int',
+          min: 0,
+          max: 10_000_000,
+          unit: 'per second',
+          doc: 'PUBLISH packets accepted per second from one client (bursts of as many); a client going faster is disconnected (MQTT 5: DISCONNECT 0x96 Message rate too high). 0 = no limit.',
+        },
+        maxFilterWildcards: {
+          kind: 'int',
+          min: 0,
+          max: U16,
+          doc: 'Most wildcard levels (`+` and `#` together) in one subscription filter; a filter with more is refused (SUBACK 0x8F Topic Filter invalid, 3.1.1: 0x80). 0 = no limit.',
+        },
       },
     },
     mqtt: {
@@ -487,6 +681,65 @@ export const CONFIG_SCHEMA: ObjectSpec = {
         host: { kind: 'string', minLength: 1, doc: 'Address the health endpoint binds.' },
       },
     },
+    auth: {
+      kind: 'object',
+      doc: 'Authentication and authorization (Mosquitto-compatible files, JWT, HTTP hook). The password and ACL files are read again on SIGHUP; subscriptions no longer allowed are then removed.',
+      fields: {
+        allowAnonymous: {
+          kind: 'bool',
+          doc: 'Let clients without user name and password in (ACLs still apply). With no password file, JWT or HTTP hook configured, everyone is let in from loopback (127.0.0.0/8, ::1) anyway, as Mosquitto 2 without listeners; others get CONNACK 0x87 Not authorized (3.1.1: 5) unless this is true.',
+        },
+        passwordFile: {
+          kind: 'string',
+          doc: 'Mosquitto password file (`$7$` PBKDF2-SHA512 or `$6$` SHA512 lines, made by `mosquitto_passwd` or `skein passwd`); empty = none. Wrong password: CONNACK 0x86 (3.1.1: 4).',
+        },
+        aclFile: {
+          kind: 'string',
+          doc: 'Mosquitto ACL file (`user`, `topic [read|write|readwrite|deny] <filter>`, `pattern` with `%c`/`%u`); when set, what it does not grant is denied. Empty = none.',
+        },
+        http: {
+          kind: 'object',
+          doc: 'HTTP authentication hook: POST `{clientId, username, password, remoteAddress}` per CONNECT; `200 {"result":"allow"}` (optionally `superuser`, `acl`) allows, anything else denies.',
+          fields: {
+            url: { kind: 'string', pattern: /^$|^https?:\/\/\S+$/, patternProblem: 'must be an http:// or https:// URL', doc: 'URL of the hook; empty = not used.' },
+            timeout: {
+              kind: 'duration',
+              field: 'timeoutMs',
+              unit: 'ms',
+              minMs: 1,
+              maxMs: 60_000,
+              doc: 'Time to wait for the hook; a timeout or connection error refuses with CONNACK 0x88 Server unavailable (3.1.1: 3).',
+            },
+            cacheTtl: { kind: 'duration', field: 'cacheTtlMs', unit: 'ms', minMs: 0, maxMs: DAY_MS, doc: 'Time an allow/deny answer is reused for the same client id, credentials and address; 0 = no cache.' },
+            cacheSize: { kind: 'int', min: 0, max: 10_000_000, doc: 'Most cached answers; the least recently used go first.' },
+          },
+        },
+        jwt: {
+          kind: 'object',
+          doc: 'JWT authentication: the CONNECT password is a signed token; expired or invalid tokens get CONNACK 0x86 (3.1.1: 4).',
+          fields: {
+            secret: { kind: 'string', doc: 'HS256 shared secret; empty = none.' },
+            publicKey: { kind: 'string', doc: 'PEM public key (SPKI) or certificate file for RS256 tokens; empty = none.' },
+            usernameClaim: { kind: 'string', maxLength: 256, doc: 'Claim that must equal the CONNECT user name, when the client sends one; empty = not checked.' },
+            clientIdClaim: { kind: 'string', maxLength: 256, doc: 'Claim that must equal the client id; empty = not checked.' },
+            aclClaim: {
+              kind: 'string',
+              maxLength: 256,
+              doc: 'Claim holding the client\'s ACL `{"pub": [filters], "sub": [filters]}` (`%c`/`%u` levels replaced); a token without it is granted nothing. Empty = tokens carry no ACL.',
+            },
+          },
+        },
+        dynsec: {
+          kind: 'object',
+          doc: 'Mosquitto Dynamic Security: clients, groups and roles managed at run time with `mosquitto_ctrl dynsec ...` (commands on `$CONTROL/dynamic-security/v1`). When `file` is set it decides authentication and authorization instead of the settings above. In a cluster the document lives in Redis and changes apply on every node.',
+          fields: {
+            file: { kind: 'string', doc: 'Dynamic security JSON file (Mosquitto `plugin_opt_config_file` format); created with an admin client when absent. Empty = not used.' },
+            adminUser: { kind: 'string', minLength: 1, doc: 'User name of the admin client (role `admin`, as `mosquitto_ctrl dynsec init`) written into a new file.' },
+            adminPassword: { kind: 'string', doc: 'Password of that admin client; needed only when the file does not exist yet (env `SKEIN_AUTH__DYNSEC__ADMIN_PASSWORD`).' },
+          },
+        },
+      },
+    },
     shutdownTimeout: {
       kind: 'duration',
       field: 'shutdownTimeoutMs',
@@ -497,6 +750,29 @@ export const CONFIG_SCHEMA: ObjectSpec = {
     },
   },
 };
+
+/** Problems of one (validated) listener entry that involve several of its keys. */
+export function listenerProblems(l: ListenerConfig): string[] {
+  const out: string[] = [];
+  const secure = l.protocol === 'mqtts' || l.protocol === 'wss';
+  const tls = l.tls ?? defaultListenerTls();
+  if (secure && (tls.cert === '' || tls.key === '')) out.push(`protocol ${l.protocol} needs tls.cert and tls.key`);
+  if (!secure) {
+    const set = (['cert', 'key', 'ca', 'crl', 'requireCertificate', 'useIdentityAsUsername', 'useSubjectAsUsername'] as const).filter(
+      (k) => tls[k] !== '' && tls[k] !== false,
+    );
+    if (set.length > 0) out.push(`tls.${set[0]} is set but protocol ${l.protocol} has no TLS (use ${l.protocol === 'ws' ? 'wss' : 'mqtts'})`);
+  } else if (tls.ca === '') {
+    for (const k of ['requireCertificate', 'useIdentityAsUsername', 'useSubjectAsUsername', 'crl'] as const) {
+      if (tls[k]) {
+        out.push(`tls.${k} needs tls.ca (the CA client certificates are checked against)`);
+        break;
+      }
+    }
+  }
+  if (l.proxyProtocol && l.protocol !== 'mqtt') out.push(`proxyProtocol is only supported with protocol mqtt (terminate TLS / WebSocket at the proxy)`);
+  return out;
+}
 
 /** TypeScript property name of a schema key. */
 export function fieldName(key: string, spec: FieldSpec): string {

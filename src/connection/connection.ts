@@ -22,6 +22,8 @@ export class Connection implements Transport {
     deps: ChannelDeps,
     private readonly logger: Logger,
     readonly remoteAddress: string = `${stream.remoteAddress ?? 'unknown'}:${stream.remotePort ?? 0}`,
+    /** Username from the client's TLS certificate (see Transport.certificateUsername). */
+    readonly certificateUsername?: string | null,
   ) {
     stream.setNoDelay?.(true);
     this.channel = new Channel(this, deps);

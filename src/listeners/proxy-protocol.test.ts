@@ -137,6 +137,8 @@ async function startProxiedNode(trustedProxies: string): Promise<SkeinNode> {
   c.listeners = [{ port: 0, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: true, trustedProxies }];
   c.store.type = 'memory';
   c.sys.intervalMs = 0;
+  // The clients' addresses come from PROXY headers (not loopback): let them in anonymously.
+  c.auth.allowAnonymous = true;
   return startNode(c, { logger: createLogger('silent') });
 }
 

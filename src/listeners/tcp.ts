@@ -25,6 +25,8 @@ export interface TcpListenerOptions {
   trustedProxies?: string;
   /** Time a trusted peer has to send its whole PROXY header. */
   proxyHeaderTimeoutMs?: number;
+  /** Connections at once; 0 = the node's limit. */
+  maxConnections?: number;
 }
 
 export class TcpListener {
@@ -45,7 +47,7 @@ export class TcpListener {
       if (this.opts.proxyProtocol) this.readPreamble(socket);
       else this.attach(socket);
     });
-    server.maxConnections = this.deps.broker.options.maxConnections + 100;
+    server.maxConnections = this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
