@@ -648,12 +648,17 @@ export class Broker {
       deliveries: durable,
       retain,
       incomingQos2: origin.incomingQos2,
+      // In a cluster the subscriber's queue may live on no node at all: bound it in the store.
+      maxQueued: this.cluster ? this.options.maxQueuedMessages : undefined,
     });
     if (retain && this.cluster) this.cluster.retainedChanged(message.topic, retain === 'set' ? message : undefined);
     let stored: Map<string, ForwardedDelivery[]> | undefined;
     for (let i = 0; i < durable.length; i++) {
       const seq = result.seqs[i]!;
-      if (seq < 0) continue;
+      if (seq < 0) {
+        if (seq === -2) this.stats.drop('queue_full');
+        continue;
+      }
       const d = durable[i]!;
       let session = durableSessions[i];
       if (this.cluster) {

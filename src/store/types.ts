@@ -141,10 +141,17 @@ export interface PublishCommit {
   retain?: 'set' | 'delete';
   /** When set, records the inbound QoS 2 packet id of the publisher in the same atomic write. */
   incomingQos2?: { clientId: string; epoch: number; packetId: number };
+  /**
+   * Queue bound enforced where the queue lives: a delivery to a session that already holds this
+   * many entries (queued and in flight) is refused with seq -2. 0 or absent: no bound. (In a
+   * cluster the publishing node does not hold the subscriber's queue, so it cannot check.)
+   */
+  maxQueued?: number;
 }
 
 /** Result of a commit: the seq given to each delivery, in the order of `deliveries`. Deliveries to
- *  sessions that no longer exist are dropped and reported with seq -1. */
+ *  sessions that no longer exist are dropped and reported with seq -1; deliveries refused by
+ *  `maxQueued` with seq -2. */
 export interface PublishCommitResult {
   seqs: number[];
   /**

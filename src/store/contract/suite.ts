@@ -398,6 +398,30 @@ export function storeContract(name: string, make: () => Promise<ContractSubject>
         assert.deepEqual((await store.getSession('s2'))?.deliveries[0]?.message, m);
       });
 
+      test('maxQueued refuses deliveries to a session holding that many entries (seq -2), in flight included', async () => {
+        const { epoch } = await store.takeSession(record('mq'), false);
+        await store.takeSession(record('mq-other'), false);
+        const one = [{ clientId: 'mq', qos: 1 as const, retain: false }];
+        const r1 = await store.commitPublish({ message: message('t'), deliveries: one, maxQueued: 2 });
+        assert.ok(r1.seqs[0]! >= 0);
+        await store.markSent('mq', epoch, r1.seqs[0]!, 7);
+        // One commit adding two: the first fits (2nd entry), the second does not.
+        const both = await store.commitPublish({
+          message: message('t'),
+          deliveries: [...one, { clientId: 'mq-other', qos: 1, retain: false }, ...one],
+          maxQueued: 2,
+        });
+        assert.ok(both.seqs[0]! >= 0);
+        assert.ok(both.seqs[1]! >= 0, 'other sessions are not affected');
+        assert.equal(both.seqs[2], -2);
+        assert.equal((await store.getSession('mq'))?.deliveries.length, 2);
+        // Completing the in-flight entry makes room again; no bound without maxQueued.
+        await store.completeDelivery('mq', epoch, 7);
+        assert.ok((await store.commitPublish({ message: message('t'), deliveries: one, maxQueued: 2 })).seqs[0]! >= 0);
+        assert.ok((await store.commitPublish({ message: message('t'), deliveries: one })).seqs[0]! >= 0);
+        assert.equal((await store.getSession('mq'))?.deliveries.length, 3);
+      });
+
       test('the commit reports the node serving each session at that moment (owners)', async () => {
         const a = await store.takeSession(record('own-a', { nodeId: 'n1' }), false);
         await store.takeSession(record('own-b', { nodeId: 'n2', disconnectedAt: 1000 }), false);

@@ -197,11 +197,14 @@ export class StoreState {
     const nextSeqs = new Map<string, number>();
     const deliveries: PlannedDelivery[] = [];
     const owners: Array<string | undefined> = [];
+    const max = commit.maxQueued ?? 0;
     const seqs = commit.deliveries.map((d: NewDelivery) => {
       const s = this.sessions.get(d.clientId);
       owners.push(s && s.record.disconnectedAt === undefined ? s.record.nodeId : undefined);
       if (!s) return -1;
       const seq = nextSeqs.get(d.clientId) ?? s.nextSeq;
+      // Entries already held plus those this commit adds before this one.
+      if (max > 0 && s.entries.size + (seq - s.nextSeq) >= max) return -2;
       nextSeqs.set(d.clientId, seq + 1);
       deliveries.push(
         deepCopy({ clientId: d.clientId, seq, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds }),

@@ -485,7 +485,7 @@ export class RedisStore implements Store {
       keys.push(s, q);
       tails.push(entryTail(d, m.id));
     }
-    const args = [encodeMessage(m), m.topic, commit.retain ?? '', q2 ? String(q2.epoch) : '', q2 ? String(q2.packetId) : '', ...tails];
+    const args = [encodeMessage(m), m.topic, commit.retain ?? '', q2 ? String(q2.epoch) : '', q2 ? String(q2.packetId) : '', String(commit.maxQueued ?? 0), ...tails];
     const [seqs, owners] = await this.script<[number[], string[]]>('skeinCommit', keys, args, { write: true, fence: q2 ? { clientId: q2.clientId, epoch: q2.epoch } : undefined });
     return { seqs: seqs.map(Number), owners: owners.map((o) => (o === '' ? undefined : String(o))) };
   }

@@ -185,7 +185,7 @@ return redis.call('SREM', KEYS[2], ARGV[3])
   },
   /**
    * KEYS retained msg [q2-s q2-i] (s q)...;
-   * ARGV P blob topic retain('' | set | delete) q2epoch('' when none) q2packetId entryTail...
+   * ARGV P blob topic retain('' | set | delete) q2epoch('' when none) q2packetId maxQueued(0 = none) entryTail...
    * Returns {seqs, owners}: the seq of each delivery (-1: no such session) and the node serving
    * that session now (field `o` of the session hash, '' when disconnected).
    */
@@ -197,14 +197,18 @@ if ARGV[5] ~= '' then
   if cur ~= ARGV[5] then return redis.error_reply('SKEIN_STALE ' .. (cur or '')) end
   base = 5
 end
+local maxq = tonumber(ARGV[7]) or 0
 local seqs = {}
 local owners = {}
 local landed = 0
 for d = 0, (#KEYS - base + 1) / 2 - 1 do
   local s = KEYS[base + 2 * d]
-  if redis.call('EXISTS', s) == 1 then
+  if redis.call('EXISTS', s) == 1 and maxq > 0 and redis.call('HLEN', KEYS[base + 2 * d + 1]) >= maxq then
+    seqs[d + 1] = -2
+    owners[d + 1] = redis.call('HGET', s, 'o') or ''
+  elseif redis.call('EXISTS', s) == 1 then
     local seq = redis.call('HINCRBY', s, 'n', 1)
-    redis.call('HSET', KEYS[base + 2 * d + 1], seq, 'q||' .. ARGV[7 + d])
+    redis.call('HSET', KEYS[base + 2 * d + 1], seq, 'q||' .. ARGV[8 + d])
     seqs[d + 1] = seq
     owners[d + 1] = redis.call('HGET', s, 'o') or ''
     landed = landed + 1
