@@ -221,7 +221,7 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
       throw err;
     }
   }
-  const sys = new SysPublisher(broker, VERSION, config.sys.intervalMs);
+  const sys = new SysPublisher(broker, VERSION, config.sys.intervalMs, cluster ? () => clusterTotals(cluster) : undefined);
   sys.start();
   logger.info({ nodeId: config.nodeId, listeners: addresses, health, store: isClustered(config) ? 'redis' : config.store.type, version: VERSION }, 'skein started');
 
@@ -261,4 +261,16 @@ export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): P
     return recheckSubscriptions(broker, authorizer, logger.child({ component: 'auth' }));
   };
   return { broker, logger, cluster, addresses, health, stop: () => stop(), stopped, readiness, reloadTls, reload };
+}
+
+/** `$SYS/cluster/...`: totals over all nodes, from the node registry in Redis. */
+async function clusterTotals(cluster: ClusterNode): Promise<Record<string, string>> {
+  const nodes = await cluster.bus.nodes();
+  const alive = nodes.filter((n) => n.alive);
+  return {
+    '$SYS/cluster/nodes/total': String(nodes.length),
+    '$SYS/cluster/nodes/alive': String(alive.length),
+    '$SYS/cluster/clients/connected': String(alive.reduce((sum, n) => sum + (n.info?.clients ?? 0), 0)),
+    '$SYS/cluster/lease': (await cluster.bus.leaseOwner()) ?? '',
+  };
 }

@@ -12,6 +12,8 @@ export class SysPublisher {
     private readonly broker: Broker,
     private readonly version: string,
     private readonly intervalMs: number,
+    /** In a cluster: totals over every node (`$SYS/cluster/...`), read from the shared state. */
+    private readonly clusterTotals?: () => Promise<Record<string, string>>,
   ) {}
 
   start(): void {
@@ -57,6 +59,12 @@ export class SysPublisher {
 
   private tick(): void {
     for (const [topic, value] of Object.entries(this.snapshot())) this.publish(topic, value);
+    this.clusterTotals?.().then(
+      (totals) => {
+        for (const [topic, value] of Object.entries(totals)) this.publish(topic, value);
+      },
+      () => undefined, // Redis unreachable: totals resume with the next interval
+    );
   }
 
   private publish(topic: string, value: string): void {
