@@ -293,7 +293,7 @@ async function completeConnect(ch: Channel, p: IConnectPacket, assignedClientId:
   }
   ch.state = 'connected';
   ch.startKeepAlive();
-  ch.deps.logger.debug({ clientId: ch.clientId, version: ch.protocolVersion, sessionPresent }, 'client connected');
+  ch.deps.logger.debug({ clientId: ch.clientId, remote: ch.transport.remoteAddress, version: ch.protocolVersion, sessionPresent }, 'client connected');
 
   // ---- resend in-flight messages, then queued ones [MQTT-4.4.0-1]
   replay(ch);
