@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Authorizer, EnhancedAuthMethod } from './auth/types.js';
-import { ChainAuthorizer, createAuthorizer, isReloadable, recheckSubscriptions } from './auth/chain.js';
+import { createAuthorizer, hasChainSources, isReloadable, recheckSubscriptions } from './auth/chain.js';
 import { Broker } from './broker/broker.js';
 import type { BrokerOptions } from './broker/options.js';
 import { SysPublisher } from './broker/sys.js';
@@ -19,7 +19,7 @@ import { drain } from './cluster/drain.js';
 import { createLogger } from './log.js';
 import { ClusterBus } from './cluster/bus.js';
 import { ClusterNode } from './cluster/cluster.js';
-import { DynsecAuthorizer, startDynsec, type DynsecService } from './auth/dynsec/index.js';
+import { DynsecAuthorizer, DynsecChainAuthorizer, startDynsec, type DynsecService } from './auth/dynsec/index.js';
 import { EmbeddedStore } from './store/embedded/embedded-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
 import { MemoryStore } from './store/memory/memory-store.js';
@@ -133,13 +133,15 @@ function createStore(c: SkeinConfig, logger: Logger): Store {
 export async function startNode(config: SkeinConfig, extras: NodeExtras = {}): Promise<SkeinNode> {
   const logger = extras.logger ?? createLogger(config.logLevel, { name: 'skein' });
   // Before the store opens: a configured auth file that cannot be read stops the start.
-  // Dynamic security (auth.dynsec.file), when configured, decides instead of the chain.
+  // Dynamic security (auth.dynsec.file) is asked first; with a password file, ACL file, JWT or
+  // HTTP hook configured too, those decide what dynsec defers (src/auth/dynsec/chained.ts).
   const dynsec = !extras.authorizer && config.auth.dynsec.file ? new DynsecAuthorizer({ allowAnonymous: config.auth.allowAnonymous }) : undefined;
-  const authorizer: Authorizer = extras.authorizer ?? dynsec ?? (await createAuthorizer(config, logger.child({ component: 'auth' })));
+  const chain = extras.authorizer || (dynsec && !hasChainSources(config)) ? undefined : await createAuthorizer(config, logger.child({ component: 'auth' }));
+  const authorizer: Authorizer = extras.authorizer ?? (dynsec ? (chain ? new DynsecChainAuthorizer(dynsec, chain) : dynsec) : chain!);
   const store = createStore(config, logger);
   await store.open();
   const broker = new Broker(brokerOptions(config), store, authorizer, logger);
-  if (authorizer instanceof ChainAuthorizer) authorizer.isConnected = (clientId) => broker.targets.has(clientId);
+  if (chain) chain.isConnected = (clientId) => broker.targets.has(clientId);
   let cluster: ClusterNode | undefined;
   if (isClustered(config)) {
     const first = config.listeners[0]!;

@@ -1,6 +1,8 @@
 /**
  * The configured authentication and authorization as one `Authorizer` (built by node.ts from the
- * `auth.*` config; `extras.authorizer` still overrides it in tests).
+ * `auth.*` config; `extras.authorizer` still overrides it in tests). With dynamic security
+ * configured too, dynsec is asked first and this chain decides what it defers
+ * (dynsec/chained.ts, using `decideAcl` and `hasAuthenticators`).
  *
  * CONNECT (first answer wins):
  *   0. A user name taken from a verified TLS client certificate (`certificateUsername`) is in.
@@ -136,14 +138,33 @@ export class ChainAuthorizer implements ReloadableAuthorizer {
     }
   }
 
-  private check(client: ClientIdentity, topic: string, access: typeof READ | typeof WRITE, subscribe: boolean): boolean {
+  /** Forgets what authentication left for a client id (another authorizer admitted it). */
+  forget(clientId: string): void {
+    this.contexts.delete(clientId);
+  }
+
+  /**
+   * The ACL sources' answer: a superuser or a grant 'allow', a deny rule 'deny', 'nomatch' when no
+   * source has a rule for it (or none is configured). For whoever composes authorizers
+   * (src/auth/dynsec/chained.ts); the `authorize*` methods below apply the fallback.
+   */
+  decideAcl(client: ClientIdentity, topic: string, access: typeof READ | typeof WRITE, subscribe: boolean): AclDecision {
     const c = this.contexts.get(client.clientId);
     const ctx = c && c.username === client.username ? c : undefined;
-    if (ctx?.superuser) return true;
+    if (ctx?.superuser) return 'allow';
     const file: AclDecision = this.opts.aclFile ? this.opts.aclFile.check(client, topic, access, subscribe) : 'nomatch';
     const own: AclDecision = ctx?.acl ? checkRules(ctx.acl, topic, access, subscribe) : 'nomatch';
-    if (file === 'deny' || own === 'deny') return false;
-    if (file === 'allow' || own === 'allow') return true;
+    if (file === 'deny' || own === 'deny') return 'deny';
+    if (file === 'allow' || own === 'allow') return 'allow';
+    return 'nomatch';
+  }
+
+  private check(client: ClientIdentity, topic: string, access: typeof READ | typeof WRITE, subscribe: boolean): boolean {
+    const d = this.decideAcl(client, topic, access, subscribe);
+    if (d !== 'nomatch') return d === 'allow';
+    // No rule anywhere: refused if an ACL file is configured or the client has rules of its own.
+    const c = this.contexts.get(client.clientId);
+    const ctx = c && c.username === client.username ? c : undefined;
     return this.opts.aclFile === undefined && ctx?.acl === undefined;
   }
 
@@ -190,6 +211,12 @@ async function loadLogged(
     return;
   }
   for (const i of issues) logger.warn({ path, line: i.line }, `${what} ${path}:${i.line}: ${i.problem} (line skipped)`);
+}
+
+/** Whether `config.auth` configures any source of the chain (password file, ACL file, JWT, HTTP hook). */
+export function hasChainSources(config: SkeinConfig): boolean {
+  const a = config.auth;
+  return a.passwordFile !== '' || a.aclFile !== '' || a.jwt.secret !== '' || a.jwt.publicKey !== '' || a.http.url !== '';
 }
 
 /** Builds the authorizer of `config.auth`; throws when a configured file cannot be read. */

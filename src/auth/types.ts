@@ -1,6 +1,7 @@
 /**
  * Authentication and authorization hooks. The broker asks them; node.ts builds the configured
- * one (src/auth/chain.ts: password file, ACL file, JWT, HTTP hook; or dynamic security).
+ * one (src/auth/chain.ts: password file, ACL file, JWT, HTTP hook; dynamic security, alone or
+ * before that chain: src/auth/dynsec/chained.ts).
  * `allowAll` is for tests that pass it as `extras.authorizer`.
  */
 export interface ClientIdentity {

@@ -98,6 +98,8 @@ export class Broker {
   readonly sessions = new Map<string, Session>();
   /** Connected clients by client id. */
   readonly targets = new Map<string, DeliveryTarget>();
+  /** In-process subscribers (dynsec's command handler): in `sessions`/`targets`, not clients. */
+  readonly internalClients = new Set<string>();
   private readonly subscriptions = new TopicTrie<SubEntry>();
   /** Reverse index: the filters each client has in `subscriptions` (local and remote clients). */
   private readonly clientFilters = new Map<string, Set<string>>();
@@ -169,6 +171,17 @@ export class Broker {
 
   nextMessageId(): string {
     return this.messageIdPrefix + (++this.messageCounter).toString(36);
+  }
+
+  /** Connected clients and sessions without the internal ones ($SYS, maxConnections, cluster). */
+  get clientCounts(): { connected: number; sessions: number } {
+    let connected = this.targets.size;
+    let sessions = this.sessions.size;
+    for (const id of this.internalClients) {
+      if (this.targets.has(id)) connected--;
+      if (this.sessions.has(id)) sessions--;
+    }
+    return { connected, sessions };
   }
 
   get retainedCount(): number {

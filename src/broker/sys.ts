@@ -32,9 +32,9 @@ export class SysPublisher {
   snapshot(): Record<string, string> {
     const b = this.broker;
     const s = b.stats;
-    const connected = b.targets.size;
+    const { connected, sessions } = b.clientCounts;
     if (connected > this.maxConnected) this.maxConnected = connected;
-    const disconnected = b.sessions.size - connected;
+    const disconnected = sessions - connected;
     const mem = process.memoryUsage();
     return {
       '$SYS/broker/uptime': `${Math.floor((Date.now() - s.startedAt) / 1000)} seconds`,
@@ -42,7 +42,7 @@ export class SysPublisher {
       '$SYS/broker/clients/active': String(connected),
       '$SYS/broker/clients/disconnected': String(disconnected < 0 ? 0 : disconnected),
       '$SYS/broker/clients/inactive': String(disconnected < 0 ? 0 : disconnected),
-      '$SYS/broker/clients/total': String(b.sessions.size),
+      '$SYS/broker/clients/total': String(sessions),
       '$SYS/broker/clients/maximum': String(this.maxConnected),
       '$SYS/broker/messages/received': String(s.messagesReceived),
       '$SYS/broker/messages/sent': String(s.messagesSent),

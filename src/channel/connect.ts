@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IAuthPacket, IConnackPacket, IConnectPacket } from '../codec/codec.js';
 import { RC, v3ConnackCode } from '../codec/reason-codes.js';
-import type { SessionRecord, WillRecord } from '../store/types.js';
+import type { DeliveryEntry, SessionRecord, WillRecord } from '../store/types.js';
 import { validateTopicName } from '../topics/validate.js';
 import type { Channel } from './channel.js';
 import { replay } from './deliver.js';
@@ -97,7 +97,7 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
     broker.stats.limit('not_accepting');
     return refuseConnect(ch, ch.protocolVersion, RC.ServerUnavailable, 'node is not accepting connections');
   }
-  if (broker.targets.size >= o.maxConnections && !broker.targets.has(p.clientId)) {
+  if (broker.clientCounts.connected >= o.maxConnections && !broker.targets.has(p.clientId)) {
     broker.stats.limit('max_connections');
     return refuseConnect(ch, ch.protocolVersion, RC.ServerBusy, 'too many connections');
   }
@@ -228,6 +228,12 @@ async function completeConnect(ch: Channel, p: IConnectPacket, assignedClientId:
       properties: Object.keys(msgProps).length ? (msgProps as WillRecord['properties']) : undefined,
       delayInterval: willDelayInterval ?? 0,
     };
+    // A will goes out with its client's rights: one the ACLs refuse is dropped (Mosquitto checks
+    // the will topic for write access and silently skips a refused will; the client connects).
+    if (!broker.authorizer.authorizePublish(ch.identity, will.topic)) {
+      ch.deps.logger.debug({ clientId: ch.clientId, topic: will.topic }, 'will dropped: not authorized');
+      will = undefined;
+    }
   }
 
   // ---- take over an existing connection with this client id [MQTT-3.1.4-3]
@@ -296,8 +302,38 @@ async function completeConnect(ch: Channel, p: IConnectPacket, assignedClientId:
   ch.deps.logger.debug({ clientId: ch.clientId, remote: ch.transport.remoteAddress, version: ch.protocolVersion, sessionPresent }, 'client connected');
 
   // ---- resend in-flight messages, then queued ones [MQTT-4.4.0-1]
+  if (opened.present) dropUnreadable(ch);
   replay(ch);
   ch.drainBacklog();
+}
+
+/**
+ * A resumed session may hold messages queued for an earlier connection of the client id under
+ * another identity (user name): those this connection may not read are dropped before replay,
+ * as Mosquitto re-checks the queued and in-flight messages of a session at CONNECT.
+ * Entries in PUBREL (`released`) carry no message to the client and stay.
+ */
+function dropUnreadable(ch: Channel): void {
+  const session = ch.session!;
+  const broker = ch.broker;
+  const may = (e: DeliveryEntry) => broker.authorizer.authorizeDelivery(ch.identity, e.message.topic);
+  const dropped: number[] = [];
+  for (const [packetId, e] of session.inflight) {
+    if (e.phase === 'sent' && !may(e)) {
+      session.inflight.delete(packetId);
+      dropped.push(e.seq);
+    }
+  }
+  if (session.queueLength > 0) {
+    for (const e of session.clearQueue()) {
+      if (may(e)) session.pushQueued(e);
+      else dropped.push(e.seq);
+    }
+  }
+  if (dropped.length === 0) return;
+  broker.stats.drop('not_authorized', dropped.length);
+  broker.noteDropped(session, dropped);
+  ch.deps.logger.debug({ clientId: ch.clientId, dropped: dropped.length }, 'queued messages dropped: not authorized for this connection');
 }
 
 export function toBuffer(payload: Buffer | string): Buffer {

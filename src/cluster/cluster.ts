@@ -58,7 +58,7 @@ export class ClusterNode implements ClusterLink {
     };
     bus.onHealth = (ok) => this.setHealthy(ok);
     bus.onLeaseTick = () => void this.chores();
-    bus.clientCount = () => this.broker.targets.size;
+    bus.clientCount = () => this.broker.clientCounts.connected;
   }
 
   get nodeId(): string {

@@ -731,7 +731,7 @@ export const CONFIG_SCHEMA: ObjectSpec = {
         },
         dynsec: {
           kind: 'object',
-          doc: 'Mosquitto Dynamic Security: clients, groups and roles managed at run time with `mosquitto_ctrl dynsec ...` (commands on `$CONTROL/dynamic-security/v1`). When `file` is set it decides authentication and authorization instead of the settings above. In a cluster the document lives in Redis and changes apply on every node.',
+          doc: 'Mosquitto Dynamic Security: clients, groups and roles managed at run time with `mosquitto_ctrl dynsec ...` (commands on `$CONTROL/dynamic-security/v1`). When `file` is set it is asked first; the password file, ACL file, JWT and HTTP hook above decide what it defers (clients it does not know, topics its roles and default access leave open), as Mosquitto 2.0 runs `password_file`/`acl_file` after its plugins. In a cluster the document lives in Redis and changes apply on every node.',
           fields: {
             file: { kind: 'string', doc: 'Dynamic security JSON file (Mosquitto `plugin_opt_config_file` format); created with an admin client when absent. Empty = not used.' },
             adminUser: { kind: 'string', minLength: 1, doc: 'User name of the admin client (role `admin`, as `mosquitto_ctrl dynsec init`) written into a new file.' },

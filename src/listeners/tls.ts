@@ -84,6 +84,23 @@ export function certificateUsername(socket: tls.TLSSocket, t: ListenerTlsConfig)
   return rdns.length === 0 ? null : [...rdns].reverse().join(',');
 }
 
+/**
+ * Logs a failed handshake (debug). A refused client certificate destroys the socket without an
+ * error of its own (the error is then "socket hang up"); OpenSSL's verdict is in
+ * `authorizationError` (e.g. `CERT_REVOKED` for a certificate on the CRL, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`).
+ */
+export function logHandshakeFailure(logger: Logger, err: Error, socket: net.Socket | tls.TLSSocket): void {
+  const certificateError = (socket as Partial<tls.TLSSocket>).authorizationError;
+  logger.debug(
+    {
+      err: err.message,
+      ...(certificateError ? { certificateError: String(certificateError) } : {}),
+      remote: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
+    },
+    'TLS handshake failed',
+  );
+}
+
 export interface TlsListenerOptions {
   port: number;
   host: string;
@@ -118,9 +135,7 @@ export class TlsListener {
       this.connections.add(conn);
       socket.once('close', () => this.connections.delete(conn));
     });
-    server.on('tlsClientError', (err, socket: net.Socket | tls.TLSSocket) => {
-      this.logger.debug({ err: err.message, remote: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}` }, 'TLS handshake failed');
-    });
+    server.on('tlsClientError', (err, socket: net.Socket | tls.TLSSocket) => logHandshakeFailure(this.logger, err, socket));
     server.maxConnections = this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;
     this.server = server;
     await new Promise<void>((resolve, reject) => {

@@ -17,7 +17,7 @@ import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { ChannelDeps } from '../channel/channel.js';
 import type { ListenerTlsConfig } from '../config/schema.js';
 import { Connection } from '../connection/connection.js';
-import { certificateUsername, readTlsOptions, secureContextPart } from './tls.js';
+import { certificateUsername, logHandshakeFailure, readTlsOptions, secureContextPart } from './tls.js';
 
 /** Subprotocols accepted, in order of preference. */
 export const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const;
@@ -87,9 +87,7 @@ export class WebSocketListener {
       wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, req));
     });
     if (tlsCfg) {
-      server.on('tlsClientError', (err: Error, socket: net.Socket | tls.TLSSocket) => {
-        this.logger.debug({ err: err.message, remote: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}` }, 'TLS handshake failed');
-      });
+      server.on('tlsClientError', (err: Error, socket: net.Socket | tls.TLSSocket) => logHandshakeFailure(this.logger, err, socket));
     }
     server.maxConnections = this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;
     server.headersTimeout = Math.min(server.headersTimeout, this.deps.broker.options.connectTimeoutMs);

@@ -1,10 +1,11 @@
 /**
  * Test certificates made with the `openssl` command into a directory: a CA, server certificates
  * for 127.0.0.1/localhost, client certificates signed by the CA and one signed by another CA.
- * EC P-256 keys (fast to make). Tests only.
+ * EC P-256 keys (fast to make). `makeTestRevocation` adds a revoked client certificate and the
+ * CA's CRL (`openssl ca`). Tests only.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface TestPki {
@@ -67,4 +68,52 @@ export function makeTestPki(dir: string): TestPki {
     server2Cert: p('server2.pem'),
     server2Key: p('server2.key'),
   };
+}
+
+export interface TestRevocation {
+  /** Client certificate CN=revoked-client signed by the CA, then revoked. */
+  revokedCert: string;
+  revokedKey: string;
+  /** Client certificate CN=good-client signed by the CA (not revoked). */
+  goodCert: string;
+  goodKey: string;
+  /** PEM CRL signed by the CA listing `revokedCert` (`openssl ca -gencrl`). */
+  crl: string;
+  /** PEM CRL of the CA made before the revocation (lists nothing). */
+  emptyCrl: string;
+}
+
+/**
+ * Revokes a fresh client certificate with `openssl ca` (a minimal CA database in `dir/cadb`) and
+ * writes the CA's CRL. Needs the CA of `makeTestPki(dir)`.
+ */
+export function makeTestRevocation(pki: TestPki): TestRevocation {
+  const dir = pki.dir;
+  const db = join(dir, 'cadb');
+  mkdirSync(db, { recursive: true });
+  writeFileSync(join(db, 'index.txt'), '');
+  writeFileSync(join(db, 'crlnumber'), '01\n');
+  const conf = [
+    '[ ca ]',
+    'default_ca = test_ca',
+    '[ test_ca ]',
+    `database = ${join(db, 'index.txt')}`,
+    `new_certs_dir = ${db}`,
+    `certificate = ${pki.ca}`,
+    `private_key = ${join(dir, 'ca.key')}`,
+    `crlnumber = ${join(db, 'crlnumber')}`,
+    'default_md = sha256',
+    'default_crl_days = 2',
+    'unique_subject = no',
+    '',
+  ].join('\n');
+  const confFile = join(db, 'ca.cnf');
+  writeFileSync(confFile, conf);
+  makeLeaf(dir, 'revoked', '/CN=revoked-client', 'ca', CLIENT_EXT);
+  makeLeaf(dir, 'good', '/CN=good-client', 'ca', CLIENT_EXT);
+  openssl(dir, ['ca', '-config', confFile, '-batch', '-gencrl', '-out', 'crl-empty.pem']);
+  openssl(dir, ['ca', '-config', confFile, '-batch', '-revoke', 'revoked.pem', '-crl_reason', 'keyCompromise']);
+  openssl(dir, ['ca', '-config', confFile, '-batch', '-gencrl', '-out', 'crl.pem']);
+  const p = (f: string) => join(dir, f);
+  return { revokedCert: p('revoked.pem'), revokedKey: p('revoked.key'), goodCert: p('good.pem'), goodKey: p('good.key'), crl: p('crl.pem'), emptyCrl: p('crl-empty.pem') };
 }

@@ -3,7 +3,8 @@
  * answers the command API through an internal client of the broker.
  *
  * - The internal client is a `DeliveryTarget` with a non-persistent session, subscribed (in this
- *   node's routing only) to `$CONTROL/dynamic-security/#`; a command published on any node is
+ *   node's routing only) to `$CONTROL/dynamic-security/#`, listed in `broker.internalClients` so it
+ *   is not counted as a client; a command published on any node is
  *   handled by that node. Responses go out through `broker.publish` (QoS 0, not retained) on
  *   `$CONTROL/dynamic-security/v1/response`, so subscribers on every node get them.
  * - Single node: the JSON file is the state; rewritten after each change (temp file, fsync, rename).
@@ -263,15 +264,17 @@ export async function startDynsec(opts: StartDynsecOptions): Promise<DynsecServi
     },
     pump() {},
     async kick() {
-      // Node shutdown or drain: the internal client leaves with the others.
-      unregister();
+      // Not a network client: shutdown, drain and self-fencing disconnect the clients, the command
+      // handler stays until `stop()` (after self-fencing the node serves clients again).
     },
   };
   const session = new Session({ clientId: INTERNAL_CLIENT_ID, protocolVersion: 5, expiryInterval: 0 }, false, 0);
   const sub = { filter: COMMAND_FILTER, qos: 0 as const, noLocal: false, retainAsPublished: false, retainHandling: 2 as const };
-  // attach before the session is known: the cluster is not told (the subscription routes this
-  // node's publishes only; each node answers the commands its clients send).
-  broker.attach(INTERNAL_CLIENT_ID, target);
+  // Registered directly, not through `attach`: the cluster is not told (the subscription routes
+  // this node's publishes only; each node answers the commands its clients send), and
+  // `internalClients` keeps it out of the client counts ($SYS, maxConnections, cluster).
+  broker.internalClients.add(INTERNAL_CLIENT_ID);
+  broker.targets.set(INTERNAL_CLIENT_ID, target);
   broker.sessions.set(INTERNAL_CLIENT_ID, session);
   session.subscriptions.set(sub.filter, sub);
   broker.indexSubscriptions(INTERNAL_CLIENT_ID, [sub]);
@@ -282,6 +285,7 @@ export async function startDynsec(opts: StartDynsecOptions): Promise<DynsecServi
     broker.unindexClient(INTERNAL_CLIENT_ID, [COMMAND_FILTER]);
     if (broker.targets.get(INTERNAL_CLIENT_ID) === target) broker.targets.delete(INTERNAL_CLIENT_ID);
     if (broker.sessions.get(INTERNAL_CLIENT_ID) === session) broker.sessions.delete(INTERNAL_CLIENT_ID);
+    broker.internalClients.delete(INTERNAL_CLIENT_ID);
   }
 
   logger.info(
