@@ -13,7 +13,7 @@
  * Bodies are small JSON objects. HEAD is answered like GET.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOn } from '../listeners/listen.js';
 import type { Logger } from 'pino';
 import { normalizeAddress } from '../listeners/proxy-protocol.js';
 
@@ -46,16 +46,7 @@ export class HealthServer {
     server.headersTimeout = 5000;
     server.requestTimeout = 5000;
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (err) => this.logger.error({ err }, 'health endpoint error'));
-    const a = server.address() as AddressInfo;
-    return { port: a.port, host: a.address };
+    return listenOn(server, this.opts.port, this.opts.host, this.logger, 'health endpoint');
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -5,6 +5,7 @@
  * `trustedProxies` that sends a PROXY header, or a trusted one that does not, is closed.
  */
 import net from 'node:net';
+import { listenOn } from './listen.js';
 import type { Logger } from 'pino';
 import type { ChannelDeps } from '../channel/channel.js';
 import { Connection } from '../connection/connection.js';
@@ -49,16 +50,7 @@ export class TcpListener {
     });
     server.maxConnections = this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (err) => this.logger.error({ err }, 'listener error'));
-    const addr = server.address() as net.AddressInfo;
-    return { port: addr.port, host: addr.address };
+    return listenOn(server, this.opts.port, this.opts.host, this.logger);
   }
 
   private attach(socket: net.Socket, remoteAddress?: string, rest?: Buffer): void {

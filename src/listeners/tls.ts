@@ -5,6 +5,7 @@
  * to a Connection). `wss` reuses the first two (src/listeners/websocket.ts).
  */
 import { readFileSync } from 'node:fs';
+import { listenOn } from './listen.js';
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
@@ -138,16 +139,7 @@ export class TlsListener {
     server.on('tlsClientError', (err, socket: net.Socket | tls.TLSSocket) => logHandshakeFailure(this.logger, err, socket));
     server.maxConnections = this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (err) => this.logger.error({ err }, 'listener error'));
-    const addr = server.address() as net.AddressInfo;
-    return { port: addr.port, host: addr.address };
+    return listenOn(server, this.opts.port, this.opts.host, this.logger);
   }
 
   /** Re-reads the certificate files; new handshakes use them, open connections keep theirs.

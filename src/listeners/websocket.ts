@@ -8,6 +8,7 @@
  * a little framing slack) closes the WebSocket (1009).
  */
 import http from 'node:http';
+import { listenOn } from './listen.js';
 import https from 'node:https';
 import type net from 'node:net';
 import type tls from 'node:tls';
@@ -93,16 +94,7 @@ export class WebSocketListener {
     server.headersTimeout = Math.min(server.headersTimeout, this.deps.broker.options.connectTimeoutMs);
     this.server = server;
     this.wss = wss;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (err) => this.logger.error({ err }, 'listener error'));
-    const addr = server.address() as net.AddressInfo;
-    return { port: addr.port, host: addr.address };
+    return listenOn(server, this.opts.port, this.opts.host, this.logger);
   }
 
   private attach(ws: WebSocket, req: http.IncomingMessage): void {
