@@ -761,7 +761,7 @@ export class Broker {
   /**
    * Finds the sessions a message goes to: one aggregate per client (highest QoS of its matching
    * subscriptions and all their Subscription Identifiers [MQTT-3.3.4-3]), and for each shared
-   * subscription group exactly one member [MQTT-4.8.2-?], preferring connected ones.
+   * subscription group exactly one member (MQTT 5.0 §4.8.2), preferring connected ones.
    */
   private route(message: StoredMessage, publisher: string | undefined): Map<string, Aggregate> {
     const out = new Map<string, Aggregate>();

@@ -65,7 +65,7 @@ export class Channel implements DeliveryTarget {
   clientReceiveMaximum = 65535;
   /** Client's Maximum Packet Size; 0 = no limit [MQTT-3.1.2-24]. */
   clientMaxPacketSize = 0;
-  /** Inbound topic aliases [MQTT-3.3.2-?]: alias -> topic name. */
+  /** Inbound topic aliases (MQTT 5.0 §3.3.2.3.4): alias -> topic name. */
   readonly topicAliases = new Map<number, string>();
   /** Inbound QoS 1/2 PUBLISH not yet fully acknowledged (for Receive Maximum [MQTT-3.3.4-9]). */
   inboundInFlight = 0;

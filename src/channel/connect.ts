@@ -14,7 +14,7 @@ import { repeatedProperty } from './validate.js';
 /** `silent`: close without CONNACK (a CONNECT that does not conform [MQTT-3.1.4-1]). */
 type Refusal = { reasonCode: number; reasonString: string; silent?: boolean };
 
-/** Sends a refusing CONNACK in the client's version and closes [MQTT-3.2.2-6] [MQTT-3.1.4-?]. */
+/** Sends a refusing CONNACK in the client's version and closes [MQTT-3.2.2-7] (3.1.1: [MQTT-3.2.2-5]). */
 export function refuseConnect(ch: Channel, version: number, reasonCode: number, reasonString: string): void {
   const packet: IConnackPacket =
     version === 5

@@ -175,7 +175,7 @@ export function handlePubrec(ch: Channel, p: IPubrecPacket): void {
   const id = p.messageId!;
   const e: DeliveryEntry | undefined = session.inflight.get(id);
   if (!e || e.qos !== 2) {
-    // Unknown id: answer PUBREL "Packet Identifier not found" so the client can finish [MQTT-4.3.3-?].
+    // Unknown id: answer PUBREL "Packet Identifier not found" so the client can finish (MQTT 5.0 §3.6.2.1).
     ch.send(ch.isV5 ? { cmd: 'pubrel', messageId: id, reasonCode: RC.PacketIdentifierNotFound } : { cmd: 'pubrel', messageId: id });
     return;
   }

@@ -16,7 +16,7 @@ export function handleSubscribe(ch: Channel, p: ISubscribePacket): void {
   const subId = p.properties?.subscriptionIdentifier;
   if (subId !== undefined) {
     if (!o.subscriptionIdentifiersAvailable) return ch.fail(RC.SubscriptionIdentifiersNotSupported, 'subscription identifiers not supported');
-    if (subId === 0) return ch.fail(RC.ProtocolError, 'subscription identifier 0'); // [MQTT-3.8.2-?]
+    if (subId === 0) return ch.fail(RC.ProtocolError, 'subscription identifier 0'); // (MQTT 5.0 §3.8.2.1.2: a value of 0 is a Protocol Error)
   }
   // The SUBSCRIBE payload MUST contain at least one filter [MQTT-3.8.3-3] (checked by the decoder).
   const codes: number[] = [];
@@ -61,7 +61,7 @@ export function handleSubscribe(ch: Channel, p: ISubscribePacket): void {
     // SUBACK has one reason code per filter, in order [MQTT-3.8.4-6] [MQTT-3.9.3-1].
     ch.send({ cmd: 'suback', messageId: p.messageId!, granted: codes });
     // Retained messages follow SUBACK, by Retain Handling [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11];
-    // never for shared subscriptions [MQTT-3.8.4-?].
+    // never for shared subscriptions (MQTT 5.0 §4.8.2).
     accepted.forEach((sub, i) => {
       if (sub.retainHandling === 2 || (sub.retainHandling === 1 && existed[i])) return;
       if (parseSharedFilter(sub.filter)) return;
