@@ -83,7 +83,7 @@ export async function drain(broker: Broker, cluster: ClusterNode | undefined, op
   // perTick clients every tickMs, so that perTick / tickMs = the rate (also below 10/s).
   const perTick = Math.max(1, Math.floor((opts.ratePerSec * (opts.tickMs ?? 100)) / 1000));
   const tickMs = (perTick * 1000) / opts.ratePerSec;
-  const initial = broker.targets.size;
+  const initial = broker.clientCounts.connected;
   log.info({ clients: initial, ratePerSec: opts.ratePerSec, serverReferences: refs }, 'draining');
   const closing: Promise<void>[] = [];
   const done = new Set<DeliveryTarget>();
@@ -92,7 +92,7 @@ export async function drain(broker: Broker, cluster: ClusterNode | undefined, op
   // a takeover racing with the drain.
   const maxRounds = Math.ceil(initial / perTick) + 50;
   for (let round = 0; round < maxRounds; round++) {
-    const batch = [...broker.targets.values()].filter((t) => !done.has(t)).slice(0, perTick);
+    const batch = externalTargets(broker).filter((t) => !done.has(t)).slice(0, perTick);
     if (batch.length === 0) break;
     for (const t of batch) {
       done.add(t);
@@ -100,14 +100,21 @@ export async function drain(broker: Broker, cluster: ClusterNode | undefined, op
       n++;
       closing.push(disconnectForDrain(t, ref).catch((err) => log.warn({ err }, 'drain: disconnect failed')));
     }
-    if (broker.targets.size > 0) await sleep(tickMs);
+    if (broker.clientCounts.connected > 0) await sleep(tickMs);
   }
   // Whatever is left after the bounded rounds goes now.
-  for (const t of broker.targets.values()) {
+  for (const t of externalTargets(broker)) {
     if (!done.has(t)) closing.push(t.kick(RC.ServerShuttingDown, 'node draining').catch(() => undefined));
   }
   await Promise.all(closing);
   const result = { disconnected: n, serverReferences: refs, ms: Date.now() - started };
   log.info(result, 'drained');
   return result;
+}
+
+/** Connected clients other than the broker's internal ones (e.g. the dynamic-security handler). */
+function externalTargets(broker: Broker): DeliveryTarget[] {
+  const out: DeliveryTarget[] = [];
+  for (const [id, t] of broker.targets) if (!broker.internalClients.has(id)) out.push(t);
+  return out;
 }
