@@ -76,6 +76,7 @@ async function main(): Promise<void> {
   const subs: Peer[] = [];
   for (let i = 0; i < nSub; i++) {
     const peer = await connect(subPort, host, `bench-sub-${i}`, () => undefined, !values.persistent);
+    subs.push(peer);
     peer.onPacket = (p) => {
       if (p.cmd === 'publish') {
         received++;
