@@ -25,7 +25,6 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { writeFileSync } from 'node:fs';
@@ -37,7 +36,7 @@ import { defaultConfig } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { startNode, type SkeinNode } from '../node.js';
 import { JsClient, endAllJs, sleep, tempDir } from '../interop/helpers.js';
-import { RawClient } from '../testing/harness.js';
+import { RawClient, captureLogs } from '../testing/harness.js';
 import { hashPassword } from './password-file.js';
 
 type Version = 3 | 4 | 5;
@@ -302,12 +301,6 @@ after(async () => {
   dir?.remove();
 });
 
-interface LogLine {
-  level: number;
-  msg: string;
-  err?: { message?: string };
-}
-
 test('ACL fuzzing: mutated CONNECT/PUBLISH/SUBSCRIBE from anonymous and restricted clients never get past the ACLs', { timeout: 120_000 * SCALE }, async (t) => {
   const started = Date.now();
   dir = tempDir('skein-acl-fuzz-');
@@ -317,20 +310,7 @@ test('ACL fuzzing: mutated CONNECT/PUBLISH/SUBSCRIBE from anonymous and restrict
   writeFileSync(passwordFile, [`alice:${await hashPassword('alice-pw')}`, `bob:${await hashPassword('bob-pw')}`, `watcher:${await hashPassword(watcherPw)}`, ''].join('\n'));
   writeFileSync(aclFile, ACL);
 
-  const logs: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) {
-        if (!line) continue;
-        try {
-          logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          logs.push({ level: 60, msg: `unparseable log line: ${line}` });
-        }
-      }
-      cb();
-    },
-  });
+  const { sink, lines: logs } = captureLogs();
   const config = defaultConfig();
   config.nodeId = 'aclfuzz';
   config.dataDir = dir.path;

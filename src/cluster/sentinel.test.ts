@@ -47,17 +47,19 @@ test('sentinel: the Redis primary dies mid-run, a replica is promoted, no acknow
   const env = { SKEIN_CLUSTER__DURABILITY: 'replicated' };
   const [a, b] = await Promise.all([startClusterNode('a', '', { redisArgs: args, env }), startClusterNode('b', '', { redisArgs: args, env })]);
 
-  const received: number[] = [];
-  const sub: MqttClient = mqtt.connect(`mqtt://127.0.0.1:${b.port}`, {
-    clientId: 'sn-sub',
-    protocolVersion: 5,
+  /** Persistent v5 client options; a node cut off from Redis refuses CONNECT (0x88), so keep
+   *  retrying (MQTT.js stops after a refused CONNACK otherwise). */
+  const persistentClient = (clientId: string) => ({
+    clientId,
+    protocolVersion: 5 as const,
     clean: false,
     properties: { sessionExpiryInterval: 600 },
     reconnectPeriod: 200,
-    // A node cut off from Redis refuses CONNECT (0x88): keep trying (MQTT.js stops otherwise).
     reconnectOnConnackError: true,
     connectTimeout: 3000,
   });
+  const received: number[] = [];
+  const sub: MqttClient = mqtt.connect(`mqtt://127.0.0.1:${b.port}`, persistentClient('sn-sub'));
   t.after(() => sub.end(true));
   sub.on('error', () => undefined);
   sub.on('message', (_t, p) => received.push(Number(p.toString())));
@@ -65,16 +67,7 @@ test('sentinel: the Redis primary dies mid-run, a replica is promoted, no acknow
   await within(sub.subscribeAsync('sn/q1', { qos: 1 }), 5000, 'subscribe');
   await sleep(300);
 
-  const pub: MqttClient = mqtt.connect(`mqtt://127.0.0.1:${a.port}`, {
-    clientId: 'sn-pub',
-    protocolVersion: 5,
-    clean: false,
-    properties: { sessionExpiryInterval: 600 },
-    reconnectPeriod: 200,
-    // A node cut off from Redis refuses CONNECT (0x88): keep trying (MQTT.js stops otherwise).
-    reconnectOnConnackError: true,
-    connectTimeout: 3000,
-  });
+  const pub: MqttClient = mqtt.connect(`mqtt://127.0.0.1:${a.port}`, persistentClient('sn-pub'));
   t.after(() => pub.end(true));
   pub.on('error', () => undefined);
   await within(new Promise<void>((r) => pub.once('connect', () => r())), 8000, 'publisher connect');

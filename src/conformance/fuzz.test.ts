@@ -9,12 +9,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { Decoder, encode, type DecodeError, type Packet } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import { createLogger } from '../log.js';
-import { RawClient, startTestBroker, type TestBroker } from '../testing/harness.js';
+import { RawClient, captureLogs, startTestBroker, type LogLine, type TestBroker } from '../testing/harness.js';
 
 type Version = 3 | 4 | 5;
 const MiB = 1024 * 1024;
@@ -390,33 +389,18 @@ describe('fuzz: decoder', () => {
 
 // ------------------------------------------------------------------ (c) live broker
 
-interface LogLine {
-  level: number;
-  msg: string;
-  err?: { message?: string; stack?: string };
-}
 
 describe('fuzz: live broker', () => {
   let broker: TestBroker | undefined;
-  const logs: LogLine[] = [];
+  let logs: LogLine[] = [];
   after(async () => {
     await broker?.stop();
   });
 
   test('(c) mutated CONNECT/PUBLISH/SUBSCRIBE streams over 300 TCP connections leave the broker healthy', async (t) => {
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split('\n')) {
-          if (!line) continue;
-          try {
-            logs.push(JSON.parse(line) as LogLine);
-          } catch {
-            logs.push({ level: 60, msg: `unparseable log line: ${line}` });
-          }
-        }
-        cb();
-      },
-    });
+    const captured = captureLogs();
+    logs = captured.lines;
+    const sink = captured.sink;
     broker = await startTestBroker({}, { logger: createLogger('warn', { destination: sink }) });
     const port = broker.port;
 

@@ -133,8 +133,11 @@ function parseV2(buf: Buffer): ProxyParseResult {
   if (protocol === undefined) return invalid(`v2 header: unknown address family 0x${fam.toString(16)}`);
   if (cmd === 0) return { kind: 'header', length, header: { version: 2, command: 'LOCAL', protocol } };
   const body = buf.subarray(16, length);
-  if (protocol === 'TCP4' || protocol === 'UDP4') {
-    if (body.length < 12) return invalid('v2 header: IPv4 address block too short');
+  // Address block: source address, destination address, source port, destination port.
+  const ip = protocol === 'TCP4' || protocol === 'UDP4' ? { size: 4, read: ipv4, name: 'IPv4' } : protocol === 'TCP6' || protocol === 'UDP6' ? { size: 16, read: ipv6, name: 'IPv6' } : undefined;
+  if (ip) {
+    const ports = 2 * ip.size;
+    if (body.length < ports + 4) return invalid(`v2 header: ${ip.name} address block too short`);
     return {
       kind: 'header',
       length,
@@ -142,22 +145,8 @@ function parseV2(buf: Buffer): ProxyParseResult {
         version: 2,
         command: 'PROXY',
         protocol,
-        source: { address: ipv4(body, 0), port: body.readUInt16BE(8) },
-        destination: { address: ipv4(body, 4), port: body.readUInt16BE(10) },
-      },
-    };
-  }
-  if (protocol === 'TCP6' || protocol === 'UDP6') {
-    if (body.length < 36) return invalid('v2 header: IPv6 address block too short');
-    return {
-      kind: 'header',
-      length,
-      header: {
-        version: 2,
-        command: 'PROXY',
-        protocol,
-        source: { address: ipv6(body, 0), port: body.readUInt16BE(32) },
-        destination: { address: ipv6(body, 16), port: body.readUInt16BE(34) },
+        source: { address: ip.read(body, 0), port: body.readUInt16BE(ports) },
+        destination: { address: ip.read(body, ip.size), port: body.readUInt16BE(ports + 2) },
       },
     };
   }

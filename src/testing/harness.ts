@@ -4,6 +4,7 @@
  * send exactly what the spec describes, including malformed input).
  */
 import net from 'node:net';
+import { Writable } from 'node:stream';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,4 +162,30 @@ export class RawClient {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** One structured log line as pino writes it. */
+export interface LogLine {
+  level: number;
+  msg: string;
+  err?: { message?: string; stack?: string };
+}
+
+/** A stream for `createLogger(level, { destination })` that collects the JSON lines it gets. */
+export function captureLogs(): { sink: Writable; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        try {
+          lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          lines.push({ level: 60, msg: `unparseable log line: ${line}` });
+        }
+      }
+      cb();
+    },
+  });
+  return { sink, lines };
 }
