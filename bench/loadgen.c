@@ -68,11 +68,13 @@
  * generator counts deliveries for --seconds (default 3). idle and backlog have no window: their
  * measurement is the ramp / the drain. Every scenario prints one JSON line and exits. Fields:
  * "genCpu" = CPU time of this process / wall time of the measurement (share of one core);
- * "brokerCpu" = the same for the broker (utime + stime of /proc/PID/stat) with --broker-pid,
- * else null. Exit status 1 on a connection failure.
+ * "brokerCpu" = the same for the broker with --broker-pid (run time of all its threads from
+ * /proc/PID/task/TID/schedstat, else utime + stime of /proc/PID/stat), else null.
+ * Exit status 1 on a connection failure.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -153,10 +155,30 @@ static double cpu_s(void) {
   return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-/* CPU seconds (utime + stime) of the broker process, or -1 when unknown. */
+/* CPU seconds of the broker process, or -1 when unknown: the sum of its threads' run time in
+   /proc/PID/task/TID/schedstat (ns), else utime + stime of /proc/PID/stat (10 ms ticks, too
+   coarse for the short drain of the backlog scenario). */
 static double broker_cpu_s(void) {
   if (g_bpid <= 0) return -1;
-  char path[64], buf[1024];
+  char path[96], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/task", g_bpid);
+  DIR *d = opendir(path);
+  if (d) {
+    unsigned long long sum = 0;
+    int nt = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (e->d_name[0] == '.') continue;
+      snprintf(path, sizeof path, "/proc/%d/task/%.20s/schedstat", g_bpid, e->d_name);
+      FILE *f = fopen(path, "r");
+      if (!f) continue;
+      unsigned long long ns;
+      if (fscanf(f, "%llu", &ns) == 1) sum += ns, nt++;
+      fclose(f);
+    }
+    closedir(d);
+    if (nt) return (double)sum / 1e9;
+  }
   snprintf(path, sizeof path, "/proc/%d/stat", g_bpid);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
