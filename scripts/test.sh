@@ -11,6 +11,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
+command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc)
+[ -f /usr/include/stdio.h ] || need_pkgs+=(libc6-dev)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   SUDO=""
