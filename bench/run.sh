@@ -9,7 +9,7 @@
 # ONLY (scenario names), OUT (directory for the raw results, default a new /tmp/skein-bench.*),
 # SK_PORT/MQ_PORT/AE_PORT (18852/18851/18853), QUEUE (per-session queue limit set on every
 # broker, 20000), FILTERS/RETAINED/BACKLOG/IDLE_CONNS (10000 each), IDLE_OUTSTANDING (100),
-# BENCH_SKEIN_LOG (warn), SKEIN_ENV (extra VAR=value settings for Skein, space-separated).
+# BENCH_SKEIN_LOG (warn), BENCH_SKEIN_ENV (extra SKEIN_...=value settings for Skein, space-separated).
 #
 # Repetitions are interleaved: for each scenario, run 1 on every broker in turn, then run 2 on
 # every broker, and so on. Every run gets a freshly started broker (so no run sees what another
@@ -52,7 +52,7 @@ RETAINED=${RETAINED:-10000}
 BACKLOG=${BACKLOG:-10000}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_OUTSTANDING=${IDLE_OUTSTANDING:-100}
-SKEIN_ENV=${SKEIN_ENV:-}
+BENCH_SKEIN_ENV=${BENCH_SKEIN_ENV:-}
 mkdir -p "$OUT"
 
 SCENARIOS=(
@@ -168,7 +168,7 @@ start_broker() {
       # shellcheck disable=SC2086
       env SKEIN_LIMITS__CONNECT_RATE_PER_SOURCE=0 SKEIN_LIMITS__CONNECT_RATE=0 \
         SKEIN_LIMITS__MAX_QUEUED_MESSAGES="$QUEUE" SKEIN_LIMITS__MAX_SUBSCRIPTIONS_PER_CLIENT="$FILTERS" \
-        SKEIN_LIMITS__MAX_CONNECTIONS="$maxconn" $SKEIN_ENV \
+        SKEIN_LIMITS__MAX_CONNECTIONS="$maxconn" $BENCH_SKEIN_ENV \
         taskset -c 0 node bin/skein.js start -p "$SK_PORT" --host 127.0.0.1 \
         --data-dir "$DATA_DIR" --log-level "${BENCH_SKEIN_LOG:-warn}" >>"$log" 2>&1 &
       BPID=$!
