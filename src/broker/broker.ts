@@ -588,6 +588,15 @@ export class Broker {
    * failed, in which case the publisher must not be acknowledged.
    */
   async publish(message: StoredMessage, origin: PublishOrigin): Promise<PublishOutcome> {
+    return this.publishNow(message, origin);
+  }
+
+  /**
+   * `publish` without the promise when nothing has to be stored: routing and delivery to
+   * connected clients are synchronous, so a message that needs no store write (QoS 0, clean
+   * subscribers) is acknowledged in the same event-loop turn, with no promise allocated.
+   */
+  publishNow(message: StoredMessage, origin: PublishOrigin): PublishOutcome | Promise<PublishOutcome> {
     if (!origin.volatile) this.stats.messagesReceived++;
     let retain: 'set' | 'delete' | undefined;
     if (message.retain && origin.volatile) {
@@ -656,6 +665,19 @@ export class Broker {
     if (durable.length === 0 && retain === undefined && origin.incomingQos2 === undefined) {
       return { matched: targets.size };
     }
+    return this.commitDurable(message, origin, targets.size, durable, durableSessions, retain);
+  }
+
+  /** The part of `publish` that waits for the store: queue entries of persistent sessions, the
+   *  retained message, the inbound QoS 2 packet id. */
+  private async commitDurable(
+    message: StoredMessage,
+    origin: PublishOrigin,
+    matched: number,
+    durable: NewDelivery[],
+    durableSessions: Array<Session | undefined>,
+    retain: 'set' | 'delete' | undefined,
+  ): Promise<PublishOutcome> {
     const result = await this.store.commitPublish({
       message,
       deliveries: durable,
@@ -695,7 +717,7 @@ export class Broker {
       this.targets.get(session.clientId)?.pump();
     }
     if (stored) for (const [node, list] of stored) this.cluster!.forward(node, message, list);
-    return { matched: targets.size };
+    return { matched };
   }
 
   /** Deliveries forwarded by another node for clients connected here. */

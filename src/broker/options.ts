@@ -48,7 +48,7 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxPacketSize: 1024 * 1024,
   maxTopicLength: 65535,
   maxTopicLevels: 128,
-  maxInflight: 20,
+  maxInflight: 1000,
   receiveMaximum: 100,
   maxQueuedMessages: 1000,
   maxQueuedBytes: 16 * 1024 * 1024,

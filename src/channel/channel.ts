@@ -30,6 +30,9 @@ export interface Transport {
   readonly bufferedBytes: number;
   /** Ends the connection after flushing what was written. */
   close(): void;
+  /** Stops reading from the client (flow control of MQTT 3.1.1 publishers), and starts again. */
+  pauseInput(): void;
+  resumeInput(): void;
   /** Switches encoder and decoder to the version CONNECT named. */
   setProtocolVersion(v: 3 | 4 | 5): void;
   /** Set only on TLS listeners with `useIdentityAsUsername` / `useSubjectAsUsername`: the username
@@ -48,9 +51,37 @@ export interface ChannelDeps {
 export type ChannelState = 'awaiting-connect' | 'connecting' | 'authenticating' | 'connected' | 'closed';
 
 /** One pending acknowledgement to the publisher, sent in the order PUBLISH packets arrived. */
-interface PendingAck {
+export interface PendingAck {
   done: boolean;
   packet: Packet | undefined;
+}
+
+/**
+ * Connect timeouts and keep-alive limits of every open channel are checked by one sweep every
+ * SWEEP_MS instead of a timer per connection (a Timeout and its closure cost more memory than the
+ * rest of an idle connection's channel, and re-arming them costs time on every packet). A limit
+ * is therefore enforced up to SWEEP_MS late, never early.
+ */
+const SWEEP_MS = 250;
+const watched = new Set<Channel>();
+let sweeper: NodeJS.Timeout | undefined;
+
+function watch(ch: Channel): void {
+  watched.add(ch);
+  sweeper ??= setInterval(sweep, SWEEP_MS).unref();
+}
+
+function unwatch(ch: Channel): void {
+  watched.delete(ch);
+  if (watched.size === 0 && sweeper !== undefined) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
+
+function sweep(): void {
+  const now = Date.now();
+  for (const ch of watched) ch.checkTimeouts(now);
 }
 
 export class Channel implements DeliveryTarget {
@@ -65,8 +96,9 @@ export class Channel implements DeliveryTarget {
   clientReceiveMaximum = 65535;
   /** Client's Maximum Packet Size; 0 = no limit [MQTT-3.1.2-24]. */
   clientMaxPacketSize = 0;
-  /** Inbound topic aliases (MQTT 5.0 §3.3.2.3.4): alias -> topic name. */
-  readonly topicAliases = new Map<number, string>();
+  /** Inbound topic aliases (MQTT 5.0 §3.3.2.3.4): alias -> topic name; created on first use
+   *  (idle connections are kept small: every field here costs memory per connection). */
+  topicAliases: Map<number, string> | undefined;
   /** Inbound QoS 1/2 PUBLISH not yet fully acknowledged (for Receive Maximum [MQTT-3.3.4-9]). */
   inboundInFlight = 0;
   requestProblemInformation = true;
@@ -81,42 +113,47 @@ export class Channel implements DeliveryTarget {
   /** Set when the client sent DISCONNECT; the will is then dropped unless reason 0x04. */
   private gracefulDisconnect = false;
   private publishWillOnClose = true;
-  private readonly ackQueue: PendingAck[] = [];
+  /** Acknowledgements waiting for earlier ones (created when a store write is pending). */
+  private ackQueue: PendingAck[] | undefined;
   /** Outbound PUBLISH bytes waiting, in queue order, for earlier ones whose packet id is still
    *  being stored (QoS 2 to persistent sessions). */
   readonly publishSlots: Array<{ ready: boolean; bytes: Buffer | undefined }> = [];
-  private readonly backlog: Packet[] = [];
+  private backlog: Packet[] | undefined;
   private lastActivity = Date.now();
-  private keepAliveTimer: NodeJS.Timeout | undefined;
+  /** When a client that has not finished CONNECT is closed. */
+  private readonly connectDeadline: number;
+  /** 1.5x Keep Alive in ms, 0 = no keep-alive check. */
+  private keepAliveLimitMs = 0;
   private closing: Promise<void> | undefined;
-  private resolveClosed!: () => void;
-  readonly closed: Promise<void>;
+  private cachedIdentity: ClientIdentity | undefined;
+  private inputPaused = false;
 
   constructor(
     readonly transport: Transport,
     readonly deps: ChannelDeps,
   ) {
-    this.closed = new Promise((r) => (this.resolveClosed = r));
-    // A client that never sends CONNECT is closed after the connect timeout.
-    this.keepAliveTimer = setTimeout(() => {
-      if (this.state === 'awaiting-connect' || this.state === 'connecting' || this.state === 'authenticating') {
-        this.deps.logger.debug({ remote: transport.remoteAddress }, 'connect timeout');
-        this.close('connect timeout');
-      }
-    }, deps.broker.options.connectTimeoutMs).unref();
+    // A client that never sends CONNECT is closed after the connect timeout (see `sweep`).
+    this.connectDeadline = this.lastActivity + deps.broker.options.connectTimeoutMs;
+    watch(this);
   }
 
   get broker(): Broker {
     return this.deps.broker;
   }
 
+  /** Who the client is, for authorization; one object while its fields stay the same (it is
+   *  asked for on every PUBLISH). */
   get identity(): ClientIdentity {
-    return {
+    const c = this.cachedIdentity;
+    if (c !== undefined && c.clientId === this.clientId && c.username === this.username && c.protocolVersion === this.protocolVersion) {
+      return c;
+    }
+    return (this.cachedIdentity = {
       clientId: this.clientId,
       username: this.username,
       remoteAddress: this.transport.remoteAddress,
       protocolVersion: this.protocolVersion,
-    };
+    });
   }
 
   /** A getter, so that checks after an `await` are not narrowed away by the compiler. */
@@ -136,11 +173,12 @@ export class Channel implements DeliveryTarget {
     this.lastActivity = Date.now();
     // While CONNECT (or an AUTH exchange) is in progress, later packets wait their turn.
     if (this.state === 'connecting' || (this.state === 'authenticating' && packet.cmd !== 'auth')) {
-      if (this.backlog.length >= 1000) {
+      const backlog = (this.backlog ??= []);
+      if (backlog.length >= 1000) {
         this.fail(RC.ReceiveMaximumExceeded, 'too many packets before CONNACK');
         return;
       }
-      this.backlog.push(packet);
+      backlog.push(packet);
       return;
     }
     try {
@@ -207,7 +245,10 @@ export class Channel implements DeliveryTarget {
 
   /** Runs the packets that arrived while CONNECT or AUTH was in progress. */
   drainBacklog(): void {
-    while (this.backlog.length > 0 && this.state === 'connected') this.handle(this.backlog.shift()!);
+    const backlog = this.backlog;
+    if (backlog === undefined) return;
+    while (backlog.length > 0 && this.state === 'connected') this.handle(backlog.shift()!);
+    this.backlog = undefined;
   }
 
   private handleDisconnect(packet: Packet & { cmd: 'disconnect' }): void {
@@ -239,16 +280,38 @@ export class Channel implements DeliveryTarget {
    */
   reserveAck(): PendingAck {
     const slot: PendingAck = { done: false, packet: undefined };
-    this.ackQueue.push(slot);
+    const q = (this.ackQueue ??= []);
+    q.push(slot);
+    if (q.length >= this.broker.options.receiveMaximum && !this.isV5 && !this.inputPaused) {
+      // MQTT 3.1.1 has no Receive Maximum to announce: a client with this many PUBLISH packets
+      // waiting for the store is not read until their acknowledgements go out (TCP pushes back),
+      // rather than disconnected for a limit it cannot know. (MQTT 5 clients are held to the
+      // Receive Maximum of CONNACK [MQTT-3.3.4-9].)
+      this.inputPaused = true;
+      this.transport.pauseInput();
+    }
     return slot;
+  }
+
+  /** Sends an acknowledgement that needed no store write: at once, or behind earlier ones that
+   *  still wait for theirs, keeping the order of arrival [MQTT-4.6.0-2]. */
+  sendAck(packet: Packet): void {
+    const q = this.ackQueue;
+    if (q === undefined || q.length === 0) this.send(packet);
+    else q.push({ done: true, packet });
   }
 
   completeAck(slot: PendingAck, packet: Packet | undefined): void {
     slot.done = true;
     slot.packet = packet;
-    while (this.ackQueue.length > 0 && this.ackQueue[0]!.done) {
-      const head = this.ackQueue.shift()!;
+    const q = this.ackQueue!;
+    while (q.length > 0 && q[0]!.done) {
+      const head = q.shift()!;
       if (head.packet) this.send(head.packet);
+    }
+    if (this.inputPaused && q.length < this.broker.options.receiveMaximum) {
+      this.inputPaused = false;
+      if (this.state !== 'closed') this.transport.resumeInput();
     }
   }
 
@@ -276,25 +339,37 @@ export class Channel implements DeliveryTarget {
     pump(this);
   }
 
+  /** Set by `pump` when it stopped because the connection's output is full. */
+  waitingForOutput = false;
+
+  /** The transport's output went below its limit again: send what was held back. */
+  onWritable(): void {
+    if (!this.waitingForOutput) return;
+    this.waitingForOutput = false;
+    pump(this);
+  }
+
   // ---------------------------------------------------------------- keepalive
 
   startKeepAlive(): void {
-    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
-    this.keepAliveTimer = undefined;
-    if (this.keepAlive === 0) return;
     // The server closes the connection after 1.5x Keep Alive without a packet [MQTT-3.1.2-22]
-    // (3.1.1: [MQTT-3.1.2-24]).
-    const limit = this.keepAlive * 1500;
-    const check = () => {
-      const idle = Date.now() - this.lastActivity;
-      if (idle >= limit) {
-        this.deps.logger.debug({ clientId: this.clientId }, 'keepalive timeout');
-        this.fail(RC.KeepAliveTimeout, 'keep alive timeout');
-        return;
+    // (3.1.1: [MQTT-3.1.2-24]). 0 = no keep-alive mechanism.
+    this.keepAliveLimitMs = this.keepAlive * 1500;
+  }
+
+  /** Called by the sweep: closes a client past its connect timeout or its keep-alive limit. */
+  checkTimeouts(now: number): void {
+    if (this.state === 'awaiting-connect' || this.state === 'connecting' || this.state === 'authenticating') {
+      if (now >= this.connectDeadline) {
+        this.deps.logger.debug({ remote: this.transport.remoteAddress }, 'connect timeout');
+        void this.close('connect timeout');
       }
-      this.keepAliveTimer = setTimeout(check, limit - idle).unref();
-    };
-    this.keepAliveTimer = setTimeout(check, limit).unref();
+      return;
+    }
+    if (this.keepAliveLimitMs > 0 && this.state === 'connected' && now - this.lastActivity >= this.keepAliveLimitMs) {
+      this.deps.logger.debug({ clientId: this.clientId }, 'keepalive timeout');
+      this.fail(RC.KeepAliveTimeout, 'keep alive timeout');
+    }
   }
 
   // ---------------------------------------------------------------- errors and closing
@@ -319,7 +394,7 @@ export class Channel implements DeliveryTarget {
 
   /** Server-initiated DISCONNECT with a reason code (takeover, shutdown, admin). */
   kick(reasonCode: number, reasonString?: string): Promise<void> {
-    if (this.state === 'closed') return this.closing ?? this.closed;
+    if (this.state === 'closed') return this.closing!;
     if (this.isV5 && this.state === 'connected') {
       this.send({ cmd: 'disconnect', reasonCode, properties: reasonString ? { reasonString } : undefined });
     }
@@ -336,7 +411,7 @@ export class Channel implements DeliveryTarget {
     if (this.closing) return this.closing;
     const wasConnected = this.state === 'connected';
     this.state = 'closed';
-    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    unwatch(this);
     this.transport.close();
     this.deps.logger.debug({ clientId: this.clientId, why }, 'connection closed');
     this.closing = (async () => {
@@ -348,7 +423,6 @@ export class Channel implements DeliveryTarget {
           this.deps.logger.warn({ err, clientId: this.clientId }, 'detach failed');
         }
       }
-      this.resolveClosed();
     })();
     return this.closing;
   }

@@ -77,7 +77,10 @@ export function sendQos0(ch: Channel, message: StoredMessage, retain: boolean, s
   writePublish(ch, packet);
 }
 
-/** Sends queued entries while the in-flight window has room. */
+/** Output bytes waiting for the socket above which `pump` stops sending QoS 1/2 messages. */
+const PUMP_OUTPUT_LIMIT = 256 * 1024;
+
+/** Sends queued entries while the in-flight window has room and the output is not backed up. */
 export function pump(ch: Channel): void {
   const session = ch.session;
   if (ch.state !== 'connected' || !session) return;
@@ -85,6 +88,13 @@ export function pump(ch: Channel): void {
   const now = Date.now();
   let dropped: number[] | undefined;
   while (session.inflight.size < window) {
+    if (session.queueLength === 0) break;
+    if (ch.transport.bufferedBytes >= PUMP_OUTPUT_LIMIT) {
+      // The client does not read as fast as we send: keep the rest queued (bounded by the queue
+      // limits) instead of encoded in the output buffer; `onWritable` resumes.
+      ch.waitingForOutput = true;
+      break;
+    }
     const e = session.shiftQueued();
     if (!e) break;
     if (e.qos === 0) {

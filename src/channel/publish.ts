@@ -7,6 +7,8 @@
 import type { IPublishPacket, IPubrelPacket, Packet } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { StoredMessage } from '../store/types.js';
+import type { PublishOutcome } from '../broker/broker.js';
+import type { PendingAck } from './channel.js';
 import { validateTopicName } from '../topics/validate.js';
 import { LIMIT_NAMES } from '../broker/limits.js';
 import type { Channel } from './channel.js';
@@ -40,9 +42,9 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   if (alias !== undefined) {
     // An alias of 0 or above our Topic Alias Maximum is a Topic Alias Invalid error [MQTT-3.3.2-8] [MQTT-3.3.2-9].
     if (alias === 0 || alias > o.topicAliasMaximum) return ch.fail(RC.TopicAliasInvalid, `topic alias ${alias} out of range`);
-    if (topic.length > 0) ch.topicAliases.set(alias, topic);
+    if (topic.length > 0) (ch.topicAliases ??= new Map()).set(alias, topic);
     else {
-      const known = ch.topicAliases.get(alias);
+      const known = ch.topicAliases?.get(alias);
       if (known === undefined) return ch.fail(RC.ProtocolError, `topic alias ${alias} not set`);
       topic = known;
     }
@@ -64,13 +66,13 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   if (qos === 2 && session.incomingQos2.has(packetId)) {
     // Re-sent PUBLISH for an id we already hold: answer PUBREC again, do not deliver again
     // [MQTT-4.3.3-10].
-    const slot = ch.reserveAck();
-    ch.completeAck(slot, ackPacket(ch, 2, packetId, 0));
+    ch.sendAck(ackPacket(ch, 2, packetId, 0));
     return;
   }
   if (qos > 0) {
     // Receive Maximum: more unacknowledged QoS 1/2 PUBLISH than we allowed [MQTT-3.3.4-9].
-    if (ch.inboundInFlight >= o.receiveMaximum) {
+    // (A 3.1.1 client was never told a limit: it is slowed down instead, see Channel.reserveAck.)
+    if (ch.isV5 && ch.inboundInFlight >= o.receiveMaximum) {
       broker.stats.limit('receive_maximum');
       return ch.fail(RC.ReceiveMaximumExceeded, 'receive maximum exceeded');
     }
@@ -87,8 +89,7 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
     broker.stats.drop('refused_publish');
     if (qos === 0) return;
     // v5 learns why; 3.1.1 has no negative ack, the message is acknowledged and dropped.
-    const slot = ch.reserveAck();
-    ch.completeAck(slot, ackPacket(ch, qos, packetId, ch.isV5 ? refusal.code : 0, refusal.why));
+    ch.sendAck(ackPacket(ch, qos, packetId, ch.isV5 ? refusal.code : 0, refusal.why));
     if (qos === 1) ch.inboundInFlight--;
     else if (!ch.isV5) session.incomingQos2.add(packetId);
     else ch.inboundInFlight--;
@@ -115,24 +116,34 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   }
 
   if (qos === 0) {
-    broker.publish(message, { clientId: ch.clientId }).catch((err) => {
-      ch.deps.logger.warn({ err, clientId: ch.clientId }, 'publish failed');
-    });
+    const done = broker.publishNow(message, { clientId: ch.clientId });
+    if (done instanceof Promise) {
+      done.catch((err) => ch.deps.logger.warn({ err, clientId: ch.clientId }, 'publish failed'));
+    }
     return;
   }
 
-  const slot = ch.reserveAck();
   let incomingQos2;
   if (qos === 2) {
     session.incomingQos2.add(packetId);
     if (session.persistent) incomingQos2 = { clientId: session.clientId, epoch: session.epoch, packetId };
   }
-  broker.publish(message, { clientId: ch.clientId, incomingQos2 }).then(
-    (outcome) => {
-      const code = outcome.matched === 0 && ch.isV5 ? RC.NoMatchingSubscribers : RC.Success;
-      ch.completeAck(slot, ackPacket(ch, qos, packetId, code));
-      if (qos === 1) ch.inboundInFlight--;
-    },
+  const done = broker.publishNow(message, { clientId: ch.clientId, incomingQos2 });
+  const acked = (outcome: PublishOutcome, slot: PendingAck | undefined): void => {
+    const code = outcome.matched === 0 && ch.isV5 ? RC.NoMatchingSubscribers : RC.Success;
+    const ack = ackPacket(ch, qos, packetId, code);
+    if (slot) ch.completeAck(slot, ack);
+    else ch.sendAck(ack);
+    if (qos === 1) ch.inboundInFlight--;
+  };
+  if (!(done instanceof Promise)) {
+    // Nothing had to be stored: acknowledge now, unless earlier acks still wait for the store.
+    acked(done, undefined);
+    return;
+  }
+  const slot = ch.reserveAck();
+  done.then(
+    (outcome) => acked(outcome, slot),
     (err) => {
       // Not durable: the publisher must not get a positive acknowledgement.
       ch.deps.logger.warn({ err, clientId: ch.clientId }, 'publish not stored');

@@ -57,7 +57,7 @@ describe('defaults', () => {
     assert.equal(c.limits.maxPacketSize, 1 * MiB);
     assert.equal(c.limits.maxTopicLength, 65535);
     assert.equal(c.limits.maxTopicLevels, 128);
-    assert.equal(c.limits.maxInflight, 20);
+    assert.equal(c.limits.maxInflight, 1000);
     assert.equal(c.limits.receiveMaximum, 100);
     assert.equal(c.limits.maxQueuedMessages, 1000);
     assert.equal(c.limits.maxQueuedBytes, 16 * MiB);
@@ -86,7 +86,7 @@ describe('defaults', () => {
     const a = defaultConfig();
     a.limits.maxInflight = 1;
     a.listeners.push({ port: 1, host: 'x', protocol: 'mqtt' });
-    assert.equal(defaultConfig().limits.maxInflight, 20);
+    assert.equal(defaultConfig().limits.maxInflight, 1000);
     assert.equal(defaultConfig().listeners.length, 1);
     const b = loadConfig({ env: {} });
     b.listeners[0]!.port = 1;

@@ -281,7 +281,10 @@ export function defaultConfig(): SkeinConfig {
       maxPacketSize: 1 * MiB,
       maxTopicLength: 65535,
       maxTopicLevels: 128,
-      maxInflight: 20,
+      // Large enough that a fast subscriber is never held back by round trips (20, Mosquitto's
+      // default, caps one subscriber at 20 messages per round trip); an MQTT 5 client lowers it
+      // with its Receive Maximum, and output to a client that does not read stops at 256 KB.
+      maxInflight: 1000,
       receiveMaximum: 100,
       maxQueuedMessages: 1000,
       maxQueuedBytes: 16 * MiB,
@@ -291,8 +294,11 @@ export function defaultConfig(): SkeinConfig {
       maxSessionExpirySec: SESSION_EXPIRY_NEVER,
       topicAliasMaximum: 10,
       maxSubscriptionsPerClient: 1000,
-      connectRatePerSource: 100,
-      connectRate: 2000,
+      // Off by default, as in Mosquitto: behind a load balancer without PROXY protocol every
+      // client shares one source address, and a fleet reconnecting after a failover must not be
+      // refused. Operators who want the protection set them (see the docs below).
+      connectRatePerSource: 0,
+      connectRate: 0,
       publishRatePerClient: 0,
       maxFilterWildcards: 32,
     },
@@ -545,7 +551,7 @@ export const CONFIG_SCHEMA: ObjectSpec = {
         },
         maxTopicLength: { kind: 'int', min: 1, max: U16, unit: 'bytes', doc: 'Longest topic name or filter (UTF-8 bytes).' },
         maxTopicLevels: { kind: 'int', min: 1, max: U16, doc: 'Most `/`-separated levels in a topic name or filter.' },
-        maxInflight: { kind: 'int', min: 1, max: U16, doc: 'Outbound QoS 1/2 window per client (unacknowledged PUBLISHes sent by the broker).' },
+        maxInflight: { kind: 'int', min: 1, max: U16, doc: 'Outbound QoS 1/2 window per client (unacknowledged PUBLISHes sent by the broker); an MQTT 5 client\'s Receive Maximum lowers it. Mosquitto: max_inflight_messages (default 20 there).' },
         receiveMaximum: { kind: 'int', min: 1, max: U16, doc: 'Inbound QoS 1/2 window announced in CONNACK (Receive Maximum).' },
         maxQueuedMessages: { kind: 'int', min: 0, max: I31, doc: 'Messages queued per session before new ones are dropped.' },
         maxQueuedBytes: { kind: 'bytes', min: 0, max: Number.MAX_SAFE_INTEGER, doc: 'Payload bytes queued per session before new messages are dropped.' },
@@ -581,14 +587,14 @@ export const CONFIG_SCHEMA: ObjectSpec = {
           min: 0,
           max: 1_000_000,
           unit: 'per second',
-          doc: 'CONNECT packets accepted per second from one source address (an IPv6 /64 counts as one), with bursts of as many; more get CONNACK 0x9F Connection rate exceeded (MQTT 5) or are closed (3.x). Behind a load balancer without PROXY protocol every client shares its address: raise this or use 0. 0 = no limit.',
+          doc: 'CONNECT packets accepted per second from one source address (an IPv6 /64 counts as one), with bursts of as many; more get CONNACK 0x9F Connection rate exceeded (MQTT 5) or are closed (3.x). Behind a load balancer without PROXY protocol every client shares its address: keep it 0 there. 0 = no limit (default).',
         },
         connectRate: {
           kind: 'int',
           min: 0,
           max: 10_000_000,
           unit: 'per second',
-          doc: 'CONNECT packets accepted per second on this node, from all sources (bursts of as many); answered like `connectRatePerSource`. 0 = no limit.',
+          doc: 'CONNECT packets accepted per second on this node, from all sources (bursts of as many); answered like `connectRatePerSource`. A value a little above the expected reconnect storm protects a node that also checks passwords. 0 = no limit (default).',
         },
         publishRatePerClient: {
           kind: 'int',

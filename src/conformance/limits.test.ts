@@ -126,3 +126,33 @@ test('limits.maxPacketSize applies to CONNECT too: an oversized CONNECT is refus
   await sleep(10);
   assert.equal(b.node.broker.targets.size, 0);
 });
+
+test('[MQTT-3.3.4-9] a v5 client sending more unacknowledged QoS 2 PUBLISH than Receive Maximum gets DISCONNECT 0x93', async (t) => {
+  const b = await broker(t, { limits: { receiveMaximum: 5 } });
+  const c = await client(t, b, 5);
+  // QoS 2 PUBLISH stays unacknowledged (in the Receive Maximum count) until PUBREL.
+  for (let id = 1; id <= 5; id++) c.send({ cmd: 'publish', topic: 'rm/a', payload: 'x', qos: 2, messageId: id, retain: false, dup: false });
+  for (let i = 0; i < 5; i++) await c.next('pubrec');
+  await sync(c);
+  assert.equal(c.closed, false, 'five are within the limit');
+  c.send({ cmd: 'publish', topic: 'rm/a', payload: 'x', qos: 2, messageId: 6, retain: false, dup: false });
+  const d = await closedWith(c);
+  assert.equal((d as { reasonCode?: number } | undefined)?.reasonCode, RC.ReceiveMaximumExceeded);
+  assert.equal(b.node.broker.stats.limitHits['receive_maximum'], 1);
+});
+
+test('a 3.1.1 client, which is never told a Receive Maximum, is not disconnected for exceeding it', async (t) => {
+  const b = await broker(t, { limits: { receiveMaximum: 5 } });
+  const sub = await client(t, b, 4);
+  await subscribe(sub, 'rm/b', 1);
+  const c = await client(t, b, 4);
+  for (let id = 1; id <= 50; id++) c.send({ cmd: 'publish', topic: 'rm/b', payload: `m${id}`, qos: 2, messageId: id, retain: false, dup: false });
+  for (let i = 0; i < 50; i++) await c.next('pubrec');
+  for (let id = 1; id <= 50; id++) c.send({ cmd: 'pubrel', messageId: id });
+  for (let i = 0; i < 50; i++) await c.next('pubcomp');
+  const got: string[] = [];
+  for (let i = 0; i < 50; i++) got.push(Buffer.from((await receive(sub)).payload).toString());
+  assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => `m${i + 1}`));
+  assert.equal(c.closed, false);
+  assert.equal(b.node.broker.stats.limitHits['receive_maximum'] ?? 0, 0);
+});

@@ -4,16 +4,54 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { Decoder, encode } from '../codec/codec.js';
+import { Decoder, encode, type DecodeError, type DecoderHandlers } from '../codec/codec.js';
 import type { Packet } from '../codec/codec.js';
 import { RC, V3_CONNACK } from '../codec/reason-codes.js';
 import { Channel, type ChannelDeps, type Transport } from '../channel/channel.js';
 
-export class Connection implements Transport {
+/**
+ * Connections with output waiting for the end of this event-loop turn. One `setImmediate` for all
+ * of them: it runs after the poll phase, so every packet read in one turn (from every socket) is
+ * handled before anything is written, and each connection gets one write per turn.
+ */
+let pendingFlush: Connection[] = [];
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  const list = pendingFlush;
+  pendingFlush = [];
+  for (const c of list) c.flush();
+}
+
+const CONN = Symbol('skein.connection');
+type Stream = Duplex & { [CONN]: Connection };
+function onData(this: Stream, chunk: Buffer): void {
+  this[CONN].onData(chunk);
+}
+function onError(this: Stream, err: Error): void {
+  this[CONN].onError(err);
+}
+function onClose(this: Stream): void {
+  this[CONN].onClosed();
+}
+function onEnd(this: Stream): void {
+  this[CONN].onEnd();
+}
+function onDrain(this: Stream): void {
+  this[CONN].channel.onWritable();
+}
+
+/** Output gathered past this many bytes is written at once (one copy of at most this much). */
+const CONCAT_MAX = 64 * 1024;
+
+export class Connection implements Transport, DecoderHandlers {
   readonly channel: Channel;
   private readonly decoder: Decoder;
   private version: 3 | 4 | 5 = 4;
-  private corked = false;
+  /** Output of this event-loop turn, written by `flush`. */
+  private out: Buffer[] | undefined;
+  private outBytes = 0;
   private ended = false;
   private readonly stats: ChannelDeps['broker']['stats'];
 
@@ -27,24 +65,44 @@ export class Connection implements Transport {
   ) {
     stream.setNoDelay?.(true);
     this.channel = new Channel(this, deps);
-    this.decoder = new Decoder(
-      {
-        packet: (p) => this.channel.handle(p),
-        error: (e) => this.onDecodeError(e.reasonCode, e.message),
-      },
-      deps.broker.options.maxPacketSize,
-    );
-    const stats = (this.stats = deps.broker.stats);
-    stream.on('data', (chunk: Buffer) => {
-      stats.bytesReceived += chunk.length;
-      this.decoder.push(chunk);
-    });
-    stream.on('error', (err) => this.logger.debug({ err: err.message, remote: this.remoteAddress }, 'socket error'));
-    stream.on('close', () => {
-      this.ended = true;
-      this.channel.onTransportClosed();
-    });
-    stream.on('end', () => stream.end());
+    this.decoder = new Decoder(this, deps.broker.options.maxPacketSize);
+    this.stats = deps.broker.stats;
+    // Shared listener functions find their Connection on the stream: no closures per connection
+    // (an idle connection's memory is mostly what is allocated here).
+    (stream as unknown as Record<symbol, Connection>)[CONN] = this;
+    stream.on('data', onData);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+    stream.on('end', onEnd);
+    stream.on('drain', onDrain);
+  }
+
+  /** Decoder handler: one whole packet. */
+  packet(p: Packet): void {
+    this.channel.handle(p);
+  }
+
+  /** Decoder handler: malformed or oversized input. */
+  error(e: DecodeError): void {
+    this.onDecodeError(e.reasonCode, e.message);
+  }
+
+  onData(chunk: Buffer): void {
+    this.stats.bytesReceived += chunk.length;
+    this.decoder.push(chunk);
+  }
+
+  onClosed(): void {
+    this.ended = true;
+    this.channel.onTransportClosed();
+  }
+
+  onError(err: Error): void {
+    this.logger.debug({ err: err.message, remote: this.remoteAddress }, 'socket error');
+  }
+
+  onEnd(): void {
+    this.stream.end();
   }
 
   setProtocolVersion(v: 3 | 4 | 5): void {
@@ -58,25 +116,55 @@ export class Connection implements Transport {
 
   write(bytes: Buffer): void {
     if (this.ended || this.stream.destroyed) return;
-    // Batch every write of one event-loop turn into one syscall.
-    if (!this.corked) {
-      this.corked = true;
-      this.stream.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.stream.uncork();
-      });
-    }
     this.stats.bytesSent += bytes.length;
-    this.stream.write(bytes);
+    this.outBytes += bytes.length;
+    if (this.out !== undefined) {
+      this.out.push(bytes);
+      // A large burst (a publisher's 64 KB read fanned out) goes out now rather than growing
+      // one huge write at the end of the turn.
+      if (this.outBytes >= CONCAT_MAX) this.flush();
+      return;
+    }
+    this.out = [bytes];
+    pendingFlush.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  }
+
+  /** Writes this turn's output: one chunk (a single copy when small) = one syscall. */
+  flush(): void {
+    const out = this.out;
+    if (out === undefined) return;
+    const n = this.outBytes;
+    this.out = undefined;
+    this.outBytes = 0;
+    const stream = this.stream;
+    if (stream.destroyed) return;
+    let ok: boolean;
+    if (out.length === 1) ok = stream.write(out[0]);
+    else ok = stream.write(Buffer.concat(out, n));
+    // The stream took it without queueing: a channel that held back output may go on ('drain'
+    // only follows a write that was refused).
+    if (ok) this.channel.onWritable();
+  }
+
+  pauseInput(): void {
+    this.stream.pause();
+  }
+
+  resumeInput(): void {
+    this.stream.resume();
   }
 
   get bufferedBytes(): number {
-    return this.stream.writableLength;
+    return this.outBytes + this.stream.writableLength;
   }
 
   close(): void {
     if (this.ended) return;
+    this.flush();
     this.ended = true;
     // Flush what is written (e.g. CONNACK with an error code, DISCONNECT), then close; a peer
     // that does not read gets destroyed after a short grace period.
