@@ -8,6 +8,10 @@
  * so whether a stream is accepted depends on how it was split. Framing first and handing the
  * parser exactly one packet at a time makes the result independent of chunking, and lets the size
  * limit be enforced before a large body is buffered.
+ *
+ * A frame is a view (subarray) of the chunk pushed, or of a fresh Buffer.concat of a kept
+ * remainder and the chunk; the framer never writes into either afterwards, so a consumer may keep
+ * views into a frame (decoded payloads do).
  */
 
 export interface FramerHandlers {
@@ -17,16 +21,24 @@ export interface FramerHandlers {
   error(kind: 'malformed' | 'too-large', message: string, remainingLength?: number): void;
 }
 
-export class Framer {
+/**
+ * The framing loop, for subclasses (the Decoder extends it directly, so a connection's decoder is
+ * one small object without handler closures).
+ */
+export abstract class FrameReader {
   /** Bytes of an incomplete packet carried over from earlier chunks. */
-  private pending: Buffer | undefined;
-  private failed = false;
+  protected pending: Buffer | undefined = undefined;
+  protected failed = false;
 
   constructor(
-    private readonly handlers: FramerHandlers,
     /** Largest whole packet accepted, in bytes. */
     public maxPacketSize: number,
   ) {}
+
+  /** One whole packet, fixed header included, with its Remaining Length. */
+  protected abstract onFrame(frame: Buffer, remainingLength: number): void;
+  /** The stream cannot be framed; called once, after which input is ignored (`stop`). */
+  protected abstract onFramingError(kind: 'malformed' | 'too-large', message: string, remainingLength?: number): void;
 
   push(chunk: Buffer): void {
     if (this.failed) return;
@@ -53,7 +65,8 @@ export class Framer {
           break;
         }
         if (n === 3) {
-          this.fail('malformed', 'remaining length longer than 4 bytes');
+          this.onFramingError('malformed', 'remaining length longer than 4 bytes');
+          this.stop();
           return;
         }
       }
@@ -61,11 +74,12 @@ export class Framer {
       const headerSize = i - pos;
       const total = headerSize + length;
       if (total > this.maxPacketSize) {
-        this.fail('too-large', `packet of ${total} bytes exceeds the maximum packet size ${this.maxPacketSize}`, length);
+        this.onFramingError('too-large', `packet of ${total} bytes exceeds the maximum packet size ${this.maxPacketSize}`, length);
+        this.stop();
         return;
       }
       if (pos + total > end) break; // body not complete yet
-      this.handlers.frame(buf.subarray(pos, pos + total), length);
+      this.onFrame(buf.subarray(pos, pos + total), length);
       pos += total;
     }
     if (!this.failed && pos < end) {
@@ -74,9 +88,28 @@ export class Framer {
     }
   }
 
-  private fail(kind: 'malformed' | 'too-large', message: string, length?: number): void {
+  /** Ignore all further input and drop any partial packet. */
+  protected stop(): void {
     this.failed = true;
     this.pending = undefined;
-    this.handlers.error(kind, message, length);
+  }
+}
+
+/** A FrameReader reporting to handler callbacks. */
+export class Framer extends FrameReader {
+  constructor(
+    private readonly handlers: FramerHandlers,
+    maxPacketSize: number,
+  ) {
+    super(maxPacketSize);
+  }
+
+  protected override onFrame(frame: Buffer, remainingLength: number): void {
+    this.handlers.frame(frame, remainingLength);
+  }
+
+  protected override onFramingError(kind: 'malformed' | 'too-large', message: string, remainingLength?: number): void {
+    this.stop();
+    this.handlers.error(kind, message, remainingLength);
   }
 }
