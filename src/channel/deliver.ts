@@ -3,12 +3,22 @@
  * [MQTT-4.9.0-1]), packet identifiers, message expiry, resend on resume, and the client's
  * PUBACK / PUBREC / PUBCOMP.
  */
-import type { IPubackPacket, IPubcompPacket, IPublishPacket, IPubrecPacket } from '../codec/codec.js';
+import { encodePublish, type IPubackPacket, type IPubcompPacket, type IPubrecPacket, type PublishProperties } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { DeliveryEntry, QoS, StoredMessage } from '../store/types.js';
 import type { Channel } from './channel.js';
 
-function publishPacket(
+/** Outcomes of `encodeDelivery` other than the bytes. */
+const EXPIRED = 0;
+const TOO_LARGE = 1;
+
+/**
+ * Encodes one delivery of a message straight from its fields (no packet object per subscriber;
+ * the topic's UTF-8 bytes are reused across a fan-out loop, see codec.encodePublish). Returns
+ * EXPIRED for a message past its expiry [MQTT-3.3.2-5], TOO_LARGE when it exceeds the client's
+ * Maximum Packet Size: it is then discarded as if delivered [MQTT-3.1.2-25].
+ */
+function encodeDelivery(
   ch: Channel,
   message: StoredMessage,
   qos: QoS,
@@ -17,34 +27,28 @@ function publishPacket(
   packetId: number | undefined,
   dup: boolean,
   now: number,
-): IPublishPacket | undefined {
-  const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup };
-  if (packetId !== undefined) packet.messageId = packetId;
+): Buffer | typeof EXPIRED | typeof TOO_LARGE {
+  let props: PublishProperties | undefined;
   if (ch.isV5) {
-    const props: NonNullable<IPublishPacket['properties']> = message.properties ? { ...message.properties } : {};
-    if (message.expiresAt !== undefined) {
-      // Pass on the remaining lifetime, not the original interval [MQTT-3.3.2-6].
-      const left = Math.ceil((message.expiresAt - now) / 1000);
-      if (left <= 0) return undefined;
-      props.messageExpiryInterval = left;
+    if (message.properties !== undefined || message.expiresAt !== undefined || subscriptionIds !== undefined) {
+      props = message.properties ? { ...message.properties } : {};
+      if (message.expiresAt !== undefined) {
+        // Pass on the remaining lifetime, not the original interval [MQTT-3.3.2-6].
+        const left = Math.ceil((message.expiresAt - now) / 1000);
+        if (left <= 0) return EXPIRED;
+        props.messageExpiryInterval = left;
+      }
+      if (subscriptionIds !== undefined && subscriptionIds.length > 0) {
+        props.subscriptionIdentifier = subscriptionIds.length === 1 ? subscriptionIds[0]! : subscriptionIds;
+      }
     }
-    if (subscriptionIds && subscriptionIds.length > 0) {
-      props.subscriptionIdentifier = subscriptionIds.length === 1 ? subscriptionIds[0]! : subscriptionIds;
-    }
-    packet.properties = props;
   } else if (message.expiresAt !== undefined && message.expiresAt <= now) {
-    return undefined;
+    return EXPIRED;
   }
-  return packet;
-}
-
-/** Encodes a PUBLISH, or returns undefined when it exceeds the client's Maximum Packet Size: it is
- *  then discarded as if delivered [MQTT-3.1.2-25]. */
-function encodePublish(ch: Channel, packet: IPublishPacket): Buffer | undefined {
-  const bytes = ch.transport.encode(packet);
+  const bytes = encodePublish(message.topic, message.payload, qos, retain, dup, packetId, ch.protocolVersion, props);
   if (ch.clientMaxPacketSize > 0 && bytes.length > ch.clientMaxPacketSize) {
     ch.broker.stats.drop('too_large_for_client');
-    return undefined;
+    return TOO_LARGE;
   }
   return bytes;
 }
@@ -55,13 +59,6 @@ function writeEncoded(ch: Channel, bytes: Buffer): void {
   ch.broker.stats.messagesSent++;
 }
 
-function writePublish(ch: Channel, packet: IPublishPacket): boolean {
-  const bytes = encodePublish(ch, packet);
-  if (!bytes) return false;
-  writeEncoded(ch, bytes);
-  return true;
-}
-
 export function sendQos0(ch: Channel, message: StoredMessage, retain: boolean, subscriptionIds: number[] | undefined): void {
   if (ch.state !== 'connected') return;
   // QoS 0 messages are dropped, and counted, when the client does not keep up.
@@ -69,12 +66,9 @@ export function sendQos0(ch: Channel, message: StoredMessage, retain: boolean, s
     ch.broker.stats.drop('qos0_backpressure');
     return;
   }
-  const packet = publishPacket(ch, message, 0, retain, subscriptionIds, undefined, false, Date.now());
-  if (!packet) {
-    ch.broker.stats.drop('expired');
-    return;
-  }
-  writePublish(ch, packet);
+  const bytes = encodeDelivery(ch, message, 0, retain, subscriptionIds, undefined, false, message.expiresAt === undefined ? 0 : Date.now());
+  if (bytes === EXPIRED) ch.broker.stats.drop('expired');
+  else if (bytes !== TOO_LARGE) writeEncoded(ch, bytes);
 }
 
 /** Output bytes waiting for the socket above which `pump` stops sending QoS 1/2 messages. */
@@ -102,15 +96,10 @@ export function pump(ch: Channel): void {
       continue;
     }
     const packetId = session.allocatePacketId()!;
-    const packet = publishPacket(ch, e.message, e.qos, e.retain, e.subscriptionIds, packetId, false, now);
-    if (!packet) {
-      // Expired while queued: never delivered [MQTT-3.3.2-5].
-      ch.broker.stats.drop('expired');
-      (dropped ??= []).push(e.seq);
-      continue;
-    }
-    const bytes = encodePublish(ch, packet);
-    if (!bytes) {
+    const bytes = encodeDelivery(ch, e.message, e.qos, e.retain, e.subscriptionIds, packetId, false, now);
+    if (typeof bytes === 'number') {
+      // Expired while queued: never delivered [MQTT-3.3.2-5]; or too large for the client.
+      if (bytes === EXPIRED) ch.broker.stats.drop('expired');
       (dropped ??= []).push(e.seq);
       continue;
     }
@@ -150,10 +139,11 @@ export function replay(ch: Channel): void {
       ch.send({ cmd: 'pubrel', messageId: packetId });
       continue;
     }
-    // DUP is set when re-sending [MQTT-3.3.1-1]; the expiry still applies.
-    const packet = publishPacket(ch, e.message, e.qos, e.retain, e.subscriptionIds, packetId, true, now)
-      ?? publishPacket(ch, { ...e.message, expiresAt: undefined }, e.qos, e.retain, e.subscriptionIds, packetId, true, now)!;
-    writePublish(ch, packet);
+    // DUP is set when re-sending [MQTT-3.3.1-1]. A message in flight is sent again even if it
+    // expired meanwhile (without the expiry then).
+    let bytes = encodeDelivery(ch, e.message, e.qos, e.retain, e.subscriptionIds, packetId, true, now);
+    if (bytes === EXPIRED) bytes = encodeDelivery(ch, { ...e.message, expiresAt: undefined }, e.qos, e.retain, e.subscriptionIds, packetId, true, now);
+    if (typeof bytes !== 'number') writeEncoded(ch, bytes);
   }
   pump(ch);
 }

@@ -79,7 +79,15 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
     ch.inboundInFlight++;
   }
 
-  const payload = toBuffer(p.payload);
+  let payload = toBuffer(p.payload);
+  if ((qos > 0 || p.retain || o.queueQos0Messages) && payload.buffer.byteLength > payload.length + 1024) {
+    // The decoder's payload is a view into the socket chunk (up to 64 KB): a message that may
+    // be kept (retained, queued) gets its own copy so it does not pin the whole chunk (nor a
+    // slice of Buffer's shared 8 KB pool: allocUnsafeSlow).
+    const copy = Buffer.allocUnsafeSlow(payload.length);
+    payload.copy(copy);
+    payload = copy;
+  }
   let refusal: { code: number; why: string } | undefined;
   if (!broker.authorizer.authorizePublish(ch.identity, topic)) refusal = { code: RC.NotAuthorized, why: 'not authorized' };
   else if (p.properties?.payloadFormatIndicator && !isUtf8(payload)) {
