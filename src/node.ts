@@ -86,7 +86,7 @@ export function brokerOptions(c: SkeinConfig): BrokerOptions {
     maxSubscriptionsPerClient: l.maxSubscriptionsPerClient,
     persistentClientExpiration: m.persistentClientExpirationSec,
     sysIntervalMs: c.sys.intervalMs,
-    maxOutputBufferBytes: 8 * 1024 * 1024,
+    maxOutputBufferBytes: l.maxOutputBufferBytes,
   };
 }
 

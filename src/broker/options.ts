@@ -60,5 +60,5 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxSubscriptionsPerClient: 1000,
   persistentClientExpiration: 0,
   sysIntervalMs: 10000,
-  maxOutputBufferBytes: 8 * 1024 * 1024,
+  maxOutputBufferBytes: 1024 * 1024,
 };

@@ -96,6 +96,7 @@ export interface LimitsConfig {
   maxQueuedMessages: number;
   /** Bytes of payload queued per session before new messages are dropped. */
   maxQueuedBytes: number;
+  maxOutputBufferBytes: number;
   /** Concurrent client connections per node. */
   maxConnections: number;
   /** Milliseconds a new connection may take to send CONNECT. */
@@ -288,6 +289,7 @@ export function defaultConfig(): SkeinConfig {
       receiveMaximum: 100,
       maxQueuedMessages: 1000,
       maxQueuedBytes: 16 * MiB,
+      maxOutputBufferBytes: 1 * MiB,
       maxConnections: 100_000,
       connectTimeoutMs: 10_000,
       maxKeepAliveSec: 65535,
@@ -555,6 +557,12 @@ export const CONFIG_SCHEMA: ObjectSpec = {
         receiveMaximum: { kind: 'int', min: 1, max: U16, doc: 'Inbound QoS 1/2 window announced in CONNACK (Receive Maximum).' },
         maxQueuedMessages: { kind: 'int', min: 0, max: I31, doc: 'Messages queued per session before new ones are dropped.' },
         maxQueuedBytes: { kind: 'bytes', min: 0, max: Number.MAX_SAFE_INTEGER, doc: 'Payload bytes queued per session before new messages are dropped.' },
+        maxOutputBufferBytes: {
+          kind: 'bytes',
+          min: 64 * 1024,
+          max: Number.MAX_SAFE_INTEGER,
+          doc: 'Bytes written to one client and not yet taken by its socket above which QoS 0 messages to it are dropped (and counted); QoS 1/2 output stops at 256 KB and waits in the session queue. Bounds the memory a client that stops reading can hold.',
+        },
         maxConnections: { kind: 'int', min: 1, max: I31, doc: 'Concurrent client connections per node.' },
         connectTimeout: {
           kind: 'duration',
