@@ -253,7 +253,7 @@ export async function recheckSubscriptions(broker: Broker, authorizer: Authorize
   for (const [clientId, session] of broker.sessions) {
     const target = broker.targets.get(clientId);
     if (!target) continue;
-    const denied = [...session.subscriptions.keys()].filter((f) => !authorizer.authorizeSubscribe(target.identity, f));
+    const denied = [...session.subscriptionsView.keys()].filter((f) => !authorizer.authorizeSubscribe(target.identity, f));
     if (denied.length === 0) continue;
     logger.info({ clientId, filters: denied }, 'subscriptions removed: no longer authorized');
     stored.push(broker.unsubscribe(session, denied).stored);

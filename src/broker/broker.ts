@@ -504,7 +504,7 @@ export class Broker {
   subscribe(session: Session, subs: SubscriptionRecord[]): { existed: boolean[]; stored: Promise<void> } {
     const existed: boolean[] = [];
     for (const sub of subs) {
-      existed.push(session.subscriptions.has(sub.filter));
+      existed.push(session.subscriptionsView.has(sub.filter));
       session.subscriptions.set(sub.filter, sub);
       this.addToIndex(session.clientId, sub);
     }

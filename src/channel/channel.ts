@@ -64,6 +64,12 @@ export interface PendingAck {
  */
 const SWEEP_MS = 250;
 const watched = new Set<Channel>();
+/**
+ * Sweeps since the process started: channels record activity in this unit (a small integer is
+ * stored in the object itself; a millisecond timestamp would be a boxed number per channel, and
+ * a Date.now() call per packet). Advanced by the sweeper; 2^30 sweeps are 8.5 years.
+ */
+let tick = 0;
 let sweeper: NodeJS.Timeout | undefined;
 
 function watch(ch: Channel): void {
@@ -80,11 +86,11 @@ function unwatch(ch: Channel): void {
 }
 
 function sweep(): void {
-  const now = Date.now();
-  for (const ch of watched) ch.checkTimeouts(now);
+  tick++;
+  for (const ch of watched) ch.checkTimeouts(tick);
 }
 
-export class Channel implements DeliveryTarget {
+export class Channel implements DeliveryTarget, ClientIdentity {
   state: ChannelState = 'awaiting-connect';
   protocolVersion: 3 | 4 | 5 = 4;
   clientId = '';
@@ -117,15 +123,17 @@ export class Channel implements DeliveryTarget {
   private ackQueue: PendingAck[] | undefined;
   /** Outbound PUBLISH bytes waiting, in queue order, for earlier ones whose packet id is still
    *  being stored (QoS 2 to persistent sessions). */
-  readonly publishSlots: Array<{ ready: boolean; bytes: Buffer | undefined }> = [];
+  publishSlots: Array<{ ready: boolean; bytes: Buffer | undefined }> | undefined;
   private backlog: Packet[] | undefined;
-  private lastActivity = Date.now();
-  /** When a client that has not finished CONNECT is closed. */
+  /** Sweep tick of the last packet from the client. */
+  private lastActivity = tick;
+  /** Sweep tick at which a client that has not finished CONNECT is closed. */
   private readonly connectDeadline: number;
-  /** 1.5x Keep Alive in ms, 0 = no keep-alive check. */
-  private keepAliveLimitMs = 0;
+  /** Sweeps that must pass without a packet before the keep-alive closes the connection
+   *  (1.5x Keep Alive, rounded up, plus one for the partial sweep of the last packet);
+   *  0 = no keep-alive check. */
+  private keepAliveLimitTicks = 0;
   private closing: Promise<void> | undefined;
-  private cachedIdentity: ClientIdentity | undefined;
   private inputPaused = false;
 
   constructor(
@@ -133,7 +141,7 @@ export class Channel implements DeliveryTarget {
     readonly deps: ChannelDeps,
   ) {
     // A client that never sends CONNECT is closed after the connect timeout (see `sweep`).
-    this.connectDeadline = this.lastActivity + deps.broker.options.connectTimeoutMs;
+    this.connectDeadline = tick + Math.ceil(deps.broker.options.connectTimeoutMs / SWEEP_MS) + 1;
     watch(this);
   }
 
@@ -141,19 +149,16 @@ export class Channel implements DeliveryTarget {
     return this.deps.broker;
   }
 
-  /** Who the client is, for authorization; one object while its fields stay the same (it is
-   *  asked for on every PUBLISH). */
+  /** The client's address (a ClientIdentity field; computed when asked, not kept per channel). */
+  get remoteAddress(): string {
+    return this.transport.remoteAddress;
+  }
+
+  /** Who the client is, for authorization: the channel itself (its clientId, username,
+   *  protocolVersion and remoteAddress are the live ClientIdentity fields, so no copy per
+   *  connection is kept or rebuilt when they change). */
   get identity(): ClientIdentity {
-    const c = this.cachedIdentity;
-    if (c !== undefined && c.clientId === this.clientId && c.username === this.username && c.protocolVersion === this.protocolVersion) {
-      return c;
-    }
-    return (this.cachedIdentity = {
-      clientId: this.clientId,
-      username: this.username,
-      remoteAddress: this.transport.remoteAddress,
-      protocolVersion: this.protocolVersion,
-    });
+    return this;
   }
 
   /** A getter, so that checks after an `await` are not narrowed away by the compiler. */
@@ -170,7 +175,7 @@ export class Channel implements DeliveryTarget {
   /** Handles one decoded packet from the client. Never throws. */
   handle(packet: Packet): void {
     if (this.state === 'closed') return;
-    this.lastActivity = Date.now();
+    this.lastActivity = tick;
     // While CONNECT (or an AUTH exchange) is in progress, later packets wait their turn.
     if (this.state === 'connecting' || (this.state === 'authenticating' && packet.cmd !== 'auth')) {
       const backlog = (this.backlog ??= []);
@@ -354,11 +359,12 @@ export class Channel implements DeliveryTarget {
   startKeepAlive(): void {
     // The server closes the connection after 1.5x Keep Alive without a packet [MQTT-3.1.2-22]
     // (3.1.1: [MQTT-3.1.2-24]). 0 = no keep-alive mechanism.
-    this.keepAliveLimitMs = this.keepAlive * 1500;
+    this.keepAliveLimitTicks = this.keepAlive === 0 ? 0 : Math.ceil((this.keepAlive * 1500) / SWEEP_MS) + 1;
   }
 
   /** Called by the sweep: closes a client past its connect timeout or its keep-alive limit. */
   checkTimeouts(now: number): void {
+    // `now` and the recorded ticks are sweep counts (see `tick`).
     if (this.state === 'awaiting-connect' || this.state === 'connecting' || this.state === 'authenticating') {
       if (now >= this.connectDeadline) {
         this.deps.logger.debug({ remote: this.transport.remoteAddress }, 'connect timeout');
@@ -366,7 +372,7 @@ export class Channel implements DeliveryTarget {
       }
       return;
     }
-    if (this.keepAliveLimitMs > 0 && this.state === 'connected' && now - this.lastActivity >= this.keepAliveLimitMs) {
+    if (this.keepAliveLimitTicks > 0 && this.state === 'connected' && now - this.lastActivity >= this.keepAliveLimitTicks) {
       this.deps.logger.debug({ clientId: this.clientId }, 'keepalive timeout');
       this.fail(RC.KeepAliveTimeout, 'keep alive timeout');
     }

@@ -137,7 +137,10 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
   // A user name taken from a verified client certificate is authenticated by the TLS handshake
   // (Mosquitto's use_identity_as_username).
   const auth = await broker.authorizer.authenticate({
-    ...ch.identity,
+    clientId: ch.clientId,
+    username: ch.username,
+    remoteAddress: ch.remoteAddress,
+    protocolVersion: ch.protocolVersion,
     password: p.password,
     certificateUsername: typeof certUser === 'string' ? true : undefined,
   });
@@ -318,7 +321,7 @@ function dropUnreadable(ch: Channel): void {
   const broker = ch.broker;
   const may = (e: DeliveryEntry) => broker.authorizer.authorizeDelivery(ch.identity, e.message.topic);
   const dropped: number[] = [];
-  for (const [packetId, e] of session.inflight) {
+  for (const [packetId, e] of session.inflightView) {
     if (e.phase === 'sent' && !may(e)) {
       session.inflight.delete(packetId);
       dropped.push(e.seq);

@@ -81,7 +81,7 @@ export function pump(ch: Channel): void {
   const window = Math.min(ch.clientReceiveMaximum, ch.broker.options.maxInflight);
   const now = Date.now();
   let dropped: number[] | undefined;
-  while (session.inflight.size < window) {
+  while (session.inflightCount < window) {
     if (session.queueLength === 0) break;
     if (ch.transport.bufferedBytes >= PUMP_OUTPUT_LIMIT) {
       // The client does not read as fast as we send: keep the rest queued (bounded by the queue
@@ -112,15 +112,15 @@ export function pump(ch: Channel): void {
       // never as a new message under another id [MQTT-4.3.3-1] [MQTT-4.4.0-1]. Later messages
       // wait behind it so the queue order is kept on the wire.
       const slot = { ready: false, bytes: bytes as Buffer | undefined };
-      ch.publishSlots.push(slot);
+      (ch.publishSlots ??= []).push(slot);
       ch.broker.persistSent(session, e).then((ok) => {
         slot.ready = true;
-        if (!ok || ch.session !== session || session.inflight.get(packetId) !== e) slot.bytes = undefined;
+        if (!ok || ch.session !== session || session.inflightView.get(packetId) !== e) slot.bytes = undefined;
         flushSlots(ch);
       });
       continue;
     }
-    if (ch.publishSlots.length > 0) ch.publishSlots.push({ ready: true, bytes });
+    if (ch.publishSlots !== undefined && ch.publishSlots.length > 0) ch.publishSlots.push({ ready: true, bytes });
     else writeEncoded(ch, bytes);
     ch.broker.noteSent(session, e);
   }
@@ -134,7 +134,7 @@ export function pump(ch: Channel): void {
 export function replay(ch: Channel): void {
   const session = ch.session!;
   const now = Date.now();
-  for (const [packetId, e] of session.inflight) {
+  for (const [packetId, e] of session.inflightView) {
     if (e.phase === 'released') {
       ch.send({ cmd: 'pubrel', messageId: packetId });
       continue;
@@ -150,6 +150,7 @@ export function replay(ch: Channel): void {
 
 function flushSlots(ch: Channel): void {
   const slots = ch.publishSlots;
+  if (slots === undefined) return;
   while (slots.length > 0 && slots[0]!.ready) {
     const slot = slots.shift()!;
     if (slot.bytes && ch.state === 'connected') writeEncoded(ch, slot.bytes);
@@ -164,7 +165,7 @@ function complete(ch: Channel, packetId: number): void {
 }
 
 export function handlePuback(ch: Channel, p: IPubackPacket): void {
-  const e = ch.session?.inflight.get(p.messageId!);
+  const e = ch.session?.inflightView.get(p.messageId!);
   // A PUBACK for an unknown id or a QoS 2 message is ignored (nothing to acknowledge).
   if (!e || e.qos !== 1) return;
   complete(ch, p.messageId!);
@@ -173,7 +174,7 @@ export function handlePuback(ch: Channel, p: IPubackPacket): void {
 export function handlePubrec(ch: Channel, p: IPubrecPacket): void {
   const session = ch.session!;
   const id = p.messageId!;
-  const e: DeliveryEntry | undefined = session.inflight.get(id);
+  const e: DeliveryEntry | undefined = session.inflightView.get(id);
   if (!e || e.qos !== 2) {
     // Unknown id: answer PUBREL "Packet Identifier not found" so the client can finish (MQTT 5.0 §3.6.2.1).
     ch.send(ch.isV5 ? { cmd: 'pubrel', messageId: id, reasonCode: RC.PacketIdentifierNotFound } : { cmd: 'pubrel', messageId: id });
@@ -200,7 +201,7 @@ export function handlePubrec(ch: Channel, p: IPubrecPacket): void {
 }
 
 export function handlePubcomp(ch: Channel, p: IPubcompPacket): void {
-  const e = ch.session?.inflight.get(p.messageId!);
+  const e = ch.session?.inflightView.get(p.messageId!);
   if (!e || e.phase !== 'released') return;
   complete(ch, p.messageId!);
 }

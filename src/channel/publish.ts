@@ -63,7 +63,7 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   if (p.properties?.subscriptionIdentifier !== undefined) return ch.fail(RC.ProtocolError, 'subscription identifier from client');
 
   const packetId = p.messageId!;
-  if (qos === 2 && session.incomingQos2.has(packetId)) {
+  if (qos === 2 && session.incomingQos2View.has(packetId)) {
     // Re-sent PUBLISH for an id we already hold: answer PUBREC again, do not deliver again
     // [MQTT-4.3.3-10].
     ch.sendAck(ackPacket(ch, 2, packetId, 0));
@@ -166,7 +166,7 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
 export function handlePubrel(ch: Channel, p: IPubrelPacket): void {
   const session = ch.session!;
   const id = p.messageId!;
-  if (!session.incomingQos2.has(id)) {
+  if (!session.incomingQos2View.has(id)) {
     // Unknown id: the flow already completed here (PUBCOMP lost in a reconnect, or the previous
     // node of a cluster finished it before dying). A PUBREL re-sent after a reconnect is the
     // normal recovery path, so answer PUBCOMP Success as Mosquitto does; "Packet Identifier not

@@ -37,7 +37,7 @@ export function handleSubscribe(ch: Channel, p: ISubscribePacket): void {
       return ch.fail(RC.ProtocolError, 'no local on a shared subscription');
     } else if (!o.wildcardSubscriptionAvailable && /[+#]/.test(inner)) code = RC.WildcardSubscriptionsNotSupported;
     else if (!broker.authorizer.authorizeSubscribe(ch.identity, filter)) code = RC.NotAuthorized;
-    else if (!session.subscriptions.has(filter) && session.subscriptions.size + accepted.length >= o.maxSubscriptionsPerClient) {
+    else if (!session.subscriptionsView.has(filter) && session.subscriptionsView.size + accepted.length >= o.maxSubscriptionsPerClient) {
       broker.stats.limit('subscriptions_per_client');
       code = RC.QuotaExceeded;
     } else {

@@ -11,6 +11,11 @@
  * mqtt-packet gives, and every form they do not fully handle goes to mqtt-packet as before.
  */
 import mqttPacket from 'mqtt-packet';
+
+// mqtt-packet's generate builds, on its first call, a cache of 65,536 two-byte Buffers for packet
+// ids and lengths (about 6 MB that stays): the hot packets are encoded here instead, and the few
+// packets left to mqtt-packet do not need it.
+(mqttPacket as unknown as { writeToStream: { cacheNumbers: boolean } }).writeToStream.cacheNumbers = false;
 import type { IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { FrameReader } from './framer.js';
 import { decodeFast, MISSING_PACKET_ID } from './fast-decode.js';
@@ -308,6 +313,18 @@ function encodeFast(packet: Packet, version: number): Buffer | undefined {
     case 'pubrel':
     case 'pubcomp':
       return encodeAckFast(packet.cmd, packet.messageId, packet.reasonCode, packet.properties, (packet as { dup?: boolean }).dup, version);
+    case 'connack': {
+      // 3.1 / 3.1.1: four fixed bytes (every connection sends one; 5.0 carries properties and
+      // goes to mqtt-packet).
+      const rc = packet.returnCode;
+      if (version === 5 || typeof rc !== 'number' || !Number.isInteger(rc) || rc < 0 || rc > 255) return undefined;
+      const b = Buffer.allocUnsafe(4);
+      b[0] = 0x20;
+      b[1] = 2;
+      b[2] = packet.sessionPresent ? 1 : 0;
+      b[3] = rc;
+      return b;
+    }
     case 'pingresp':
       return encodeEmpty(13);
     case 'pingreq':

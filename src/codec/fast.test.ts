@@ -562,6 +562,18 @@ describe('fast encoders vs mqtt-packet generate', () => {
     });
   }
 
+  test('3.1 / 3.1.1 CONNACK: the fixed four bytes, as mqtt-packet writes them', () => {
+    for (const v of [3, 4] as const) {
+      for (const sessionPresent of [false, true]) {
+        for (const returnCode of [0, 1, 2, 3, 4, 5]) {
+          const p = { cmd: 'connack', sessionPresent, returnCode } as Packet;
+          assert.equal(hex(encode(p, v)), hex(legacyEncode(p, v)), JSON.stringify(p));
+        }
+      }
+    }
+    assert.equal(hex(encode({ cmd: 'connack', sessionPresent: true, returnCode: 0 } as Packet, 4)), '20020100');
+  });
+
   test('PINGRESP and PINGREQ: fresh 2-byte buffers', () => {
     const a = encode({ cmd: 'pingresp' } as Packet, 4);
     const b = encode({ cmd: 'pingresp' } as Packet, 5);

@@ -97,6 +97,8 @@ export interface LimitsConfig {
   /** Bytes of payload queued per session before new messages are dropped. */
   maxQueuedBytes: number;
   maxOutputBufferBytes: number;
+  /** Cap on V8's young-generation semi-space, in bytes (src/runtime/young-generation.ts). */
+  youngGenerationSize: number;
   /** Concurrent client connections per node. */
   maxConnections: number;
   /** Milliseconds a new connection may take to send CONNECT. */
@@ -290,6 +292,9 @@ export function defaultConfig(): SkeinConfig {
       maxQueuedMessages: 1000,
       maxQueuedBytes: 16 * MiB,
       maxOutputBufferBytes: 1 * MiB,
+      // V8's starting size: an idle connection then costs what its objects take (see
+      // src/runtime/young-generation.ts and BENCHMARKS.md for the throughput side of it).
+      youngGenerationSize: 1 * MiB,
       maxConnections: 100_000,
       connectTimeoutMs: 10_000,
       maxKeepAliveSec: 65535,
@@ -562,6 +567,12 @@ export const CONFIG_SCHEMA: ObjectSpec = {
           min: 64 * 1024,
           max: Number.MAX_SAFE_INTEGER,
           doc: 'Bytes written to one client and not yet taken by its socket above which QoS 0 messages to it are dropped (and counted); QoS 1/2 output stops at 256 KB and waits in the session queue. Bounds the memory a client that stops reading can hold.',
+        },
+        youngGenerationSize: {
+          kind: 'bytes',
+          min: 1 * MiB,
+          max: 64 * MiB,
+          doc: 'Largest size of the V8 young generation\'s semi-spaces (`skein start` only; they start at 1 MiB and double up to this). Larger trades memory (up to 2x this, fixed, not per connection) for throughput: fewer scavenges of short-lived per-message objects. Above 16 MiB needs `node --max-semi-space-size` too.',
         },
         maxConnections: { kind: 'int', min: 1, max: I31, doc: 'Concurrent client connections per node.' },
         connectTimeout: {

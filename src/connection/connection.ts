@@ -53,13 +53,15 @@ export class Connection implements Transport, DecoderHandlers {
   private out: Buffer[] | undefined;
   private outBytes = 0;
   private ended = false;
+  private registry: Set<Connection> | undefined;
   private readonly stats: ChannelDeps['broker']['stats'];
 
   constructor(
     private readonly stream: Duplex & { remoteAddress?: string; remotePort?: number; setNoDelay?: (b: boolean) => void },
     deps: ChannelDeps,
     private readonly logger: Logger,
-    readonly remoteAddress: string = `${stream.remoteAddress ?? 'unknown'}:${stream.remotePort ?? 0}`,
+    /** The client's address when the stream's peer is not the client (PROXY protocol, WebSocket). */
+    private readonly givenAddress?: string,
     /** Username from the client's TLS certificate (see Transport.certificateUsername). */
     readonly certificateUsername?: string | null,
   ) {
@@ -73,8 +75,23 @@ export class Connection implements Transport, DecoderHandlers {
     stream.on('data', onData);
     stream.on('error', onError);
     stream.on('close', onClose);
-    stream.on('end', onEnd);
+    // A socket that is not half-open ends its side by itself when the peer's FIN arrives; calling
+    // end() again would only build an ERR_STREAM_ALREADY_FINISHED error.
+    if ((stream as { allowHalfOpen?: boolean }).allowHalfOpen !== false) stream.on('end', onEnd);
     stream.on('drain', onDrain);
+  }
+
+  /** `host:port` of the client; built when asked (logs, authentication), not kept per connection. */
+  get remoteAddress(): string {
+    const s = this.stream;
+    return this.givenAddress ?? `${s.remoteAddress ?? 'unknown'}:${s.remotePort ?? 0}`;
+  }
+
+  /** Adds this connection to a listener's set; it leaves the set when the stream closes
+   *  (a field rather than a `once('close')` closure per connection). */
+  trackIn(set: Set<Connection>): void {
+    this.registry = set;
+    set.add(this);
   }
 
   /** Decoder handler: one whole packet. */
@@ -94,6 +111,7 @@ export class Connection implements Transport, DecoderHandlers {
 
   onClosed(): void {
     this.ended = true;
+    this.registry?.delete(this);
     this.channel.onTransportClosed();
   }
 

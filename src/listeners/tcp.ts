@@ -55,8 +55,7 @@ export class TcpListener {
 
   private attach(socket: net.Socket, remoteAddress?: string, rest?: Buffer): void {
     const conn = new Connection(socket, this.deps, this.logger, remoteAddress);
-    this.connections.add(conn);
-    socket.once('close', () => this.connections.delete(conn));
+    conn.trackIn(this.connections);
     if (rest && rest.length > 0) socket.unshift(rest);
     socket.resume();
   }

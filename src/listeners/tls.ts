@@ -133,8 +133,7 @@ export class TlsListener {
     server.on('secureConnection', (socket) => {
       socket.setNoDelay(true);
       const conn = new Connection(socket, this.deps, this.logger, undefined, certificateUsername(socket, this.opts.tls));
-      this.connections.add(conn);
-      socket.once('close', () => this.connections.delete(conn));
+      conn.trackIn(this.connections);
     });
     server.on('tlsClientError', (err, socket: net.Socket | tls.TLSSocket) => logHandshakeFailure(this.logger, err, socket));
     server.maxConnections = this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;

@@ -104,8 +104,7 @@ export class WebSocketListener {
     const stream = createWebSocketStream(ws);
     (raw as net.Socket).setNoDelay?.(true);
     const conn = new Connection(stream, this.deps, this.logger, remote, username);
-    this.connections.add(conn);
-    stream.once('close', () => this.connections.delete(conn));
+    conn.trackIn(this.connections);
   }
 
   /** `wss`: re-reads the certificate files (see TlsListener.reload). */

@@ -10,16 +10,24 @@ export interface QueueLimits {
   maxQueuedBytes: number;
 }
 
+const NO_SUBSCRIPTIONS: ReadonlyMap<string, SubscriptionRecord> = new Map();
+const NO_ENTRIES: ReadonlyMap<number, DeliveryEntry> = new Map();
+const NO_IDS: ReadonlySet<number> = new Set();
+const NO_QUEUE: DeliveryEntry[] = [];
+
+/**
+ * The collections are created on first write: most connections of a large fleet are idle
+ * (no subscription, nothing in flight), and an empty Map or Set costs about 200 bytes. Readers
+ * use the `...View` getters, which never allocate; writers use the plain getters.
+ */
 export class Session {
-  readonly subscriptions = new Map<string, SubscriptionRecord>();
-  /** Entries not yet sent, in seq order. */
-  readonly queue: DeliveryEntry[] = [];
+  private _subscriptions: Map<string, SubscriptionRecord> | undefined;
+  /** Entries not yet sent, in seq order (from `queueHead`). */
+  private queue: DeliveryEntry[] = NO_QUEUE;
   private queueHead = 0;
   queuedBytes = 0;
-  /** Entries sent and not yet acknowledged, by packet identifier, in send order. */
-  readonly inflight = new Map<number, DeliveryEntry>();
-  /** Inbound QoS 2 packet ids: PUBREC sent, PUBREL not yet received [MQTT-4.3.3-9]. */
-  readonly incomingQos2 = new Set<number>();
+  private _inflight: Map<number, DeliveryEntry> | undefined;
+  private _incomingQos2: Set<number> | undefined;
   /** Set when another node took the session over: no more store writes from this copy. */
   evicted = false;
   private nextPacketId = 1;
@@ -34,6 +42,37 @@ export class Session {
 
   get clientId(): string {
     return this.record.clientId;
+  }
+
+  /** Subscriptions by filter (creates the map). */
+  get subscriptions(): Map<string, SubscriptionRecord> {
+    return (this._subscriptions ??= new Map());
+  }
+
+  get subscriptionsView(): ReadonlyMap<string, SubscriptionRecord> {
+    return this._subscriptions ?? NO_SUBSCRIPTIONS;
+  }
+
+  /** Entries sent and not yet acknowledged, by packet identifier, in send order (creates the map). */
+  get inflight(): Map<number, DeliveryEntry> {
+    return (this._inflight ??= new Map());
+  }
+
+  get inflightView(): ReadonlyMap<number, DeliveryEntry> {
+    return this._inflight ?? NO_ENTRIES;
+  }
+
+  get inflightCount(): number {
+    return this._inflight === undefined ? 0 : this._inflight.size;
+  }
+
+  /** Inbound QoS 2 packet ids: PUBREC sent, PUBREL not yet received [MQTT-4.3.3-9] (creates the set). */
+  get incomingQos2(): Set<number> {
+    return (this._incomingQos2 ??= new Set());
+  }
+
+  get incomingQos2View(): ReadonlySet<number> {
+    return this._incomingQos2 ?? NO_IDS;
   }
 
   get queueLength(): number {
@@ -62,6 +101,7 @@ export class Session {
   }
 
   pushQueued(entry: DeliveryEntry): void {
+    if (this.queue === NO_QUEUE) this.queue = [];
     this.queue.push(entry);
     this.queuedBytes += entry.message.payload.length;
   }
@@ -87,7 +127,7 @@ export class Session {
   /** Removes every queued entry (a clean start or a session end). */
   clearQueue(): DeliveryEntry[] {
     const rest = this.queue.slice(this.queueHead);
-    this.queue.length = 0;
+    this.queue = NO_QUEUE;
     this.queueHead = 0;
     this.queuedBytes = 0;
     return rest;
@@ -98,11 +138,12 @@ export class Session {
    * when all 65535 are taken.
    */
   allocatePacketId(): number | undefined {
-    if (this.inflight.size >= 65535) return undefined;
+    const inflight = this.inflightView;
+    if (inflight.size >= 65535) return undefined;
     for (;;) {
       const id = this.nextPacketId;
       this.nextPacketId = id === 65535 ? 1 : id + 1;
-      if (!this.inflight.has(id)) return id;
+      if (!inflight.has(id)) return id;
     }
   }
 }
