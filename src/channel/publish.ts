@@ -25,6 +25,15 @@ function ackPacket(ch: Channel, qos: 1 | 2, packetId: number, reasonCode: number
   };
 }
 
+/** PUBACK / PUBREC once the message is routed (and stored where it had to be). */
+function acknowledge(ch: Channel, qos: 1 | 2, packetId: number, outcome: PublishOutcome, slot: PendingAck | undefined): void {
+  const code = outcome.matched === 0 && ch.isV5 ? RC.NoMatchingSubscribers : RC.Success;
+  const ack = ackPacket(ch, qos, packetId, code);
+  if (slot) ch.completeAck(slot, ack);
+  else ch.sendAck(ack);
+  if (qos === 1) ch.inboundInFlight--;
+}
+
 export function handlePublish(ch: Channel, p: IPublishPacket): void {
   const broker = ch.broker;
   const o = broker.options;
@@ -137,21 +146,14 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
     if (session.persistent) incomingQos2 = { clientId: session.clientId, epoch: session.epoch, packetId };
   }
   const done = broker.publishNow(message, { clientId: ch.clientId, incomingQos2 });
-  const acked = (outcome: PublishOutcome, slot: PendingAck | undefined): void => {
-    const code = outcome.matched === 0 && ch.isV5 ? RC.NoMatchingSubscribers : RC.Success;
-    const ack = ackPacket(ch, qos, packetId, code);
-    if (slot) ch.completeAck(slot, ack);
-    else ch.sendAck(ack);
-    if (qos === 1) ch.inboundInFlight--;
-  };
   if (!(done instanceof Promise)) {
     // Nothing had to be stored: acknowledge now, unless earlier acks still wait for the store.
-    acked(done, undefined);
+    acknowledge(ch, qos, packetId, done, undefined);
     return;
   }
   const slot = ch.reserveAck();
   done.then(
-    (outcome) => acked(outcome, slot),
+    (outcome) => acknowledge(ch, qos, packetId, outcome, slot),
     (err) => {
       // Not durable: the publisher must not get a positive acknowledgement.
       ch.deps.logger.warn({ err, clientId: ch.clientId }, 'publish not stored');

@@ -107,13 +107,13 @@ export class Decoder extends FrameReader {
     this.maxPacketSize = n;
   }
 
-  protected override onFrame(frame: Buffer, remainingLength: number): void {
+  protected override onFrame(buf: Buffer, start: number, total: number, remainingLength: number): void {
     if (this.failed) return;
     const flags = this.flags;
     const version = flags & VERSION_BITS;
-    let r = (flags & NO_FAST_PATH) === 0 ? decodeFast(frame, remainingLength, version) : undefined;
+    let r = (flags & NO_FAST_PATH) === 0 ? decodeFast(buf, start, total, remainingLength, version) : undefined;
     if (r === undefined) {
-      r = decodeWithMqttPacket(frame, version, (flags & BRIDGE) !== 0);
+      r = decodeWithMqttPacket(buf.subarray(start, start + total), version, (flags & BRIDGE) !== 0);
       if (typeof r !== 'string' && r.cmd === 'connect' && r.protocolVersion) {
         // Later packets of this connection are decoded in the version CONNECT named (and, as
         // mqtt-packet did with its per-connection settings, in bridge mode if it asked for it).

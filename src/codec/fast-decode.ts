@@ -52,12 +52,13 @@ const DISCONNECT_CODES = table([
 const ACK_NAMES = ['', '', '', '', 'puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
 
 /**
- * Decodes one whole packet `frame` (fixed header included) whose Remaining Length is `length`, in
- * protocol version `version` (3, 4 or 5).
+ * Decodes one whole packet, `frame[start .. start + total)` (fixed header included), whose
+ * Remaining Length is `length`, in protocol version `version` (3, 4 or 5). Positions below are
+ * absolute in `frame`.
  */
-export function decodeFast(frame: Buffer, length: number, version: number): FastResult {
-  const b0 = frame[0]!;
-  const off = frame.length - length; // first byte after the fixed header
+export function decodeFast(frame: Buffer, start: number, total: number, length: number, version: number): FastResult {
+  const b0 = frame[start]!;
+  const off = start + total - length; // first byte after the fixed header
   switch (b0 >> 4) {
     case 3:
       return decodePublish(frame, b0, off, length, version);

@@ -324,7 +324,9 @@ describe('fast decoder vs mqtt-packet', () => {
       fc.assert(
         fc.property(coreArb(v), (p) => {
           const bytes = generate(p, v);
-          const fast = decodeFast(bytes, remainingLength(bytes), v);
+          // Inside a larger chunk, as the framer hands it over: positions are absolute.
+          const chunk = Buffer.concat([Buffer.from([0x30, 0xff, 0x00]), bytes, Buffer.from([0xe0])]);
+          const fast = decodeFast(chunk, 3, bytes.length, remainingLength(bytes), v);
           assert.ok(fast !== undefined && typeof fast !== 'string', `fast path did not decode ${hex(bytes)}: ${String(fast)}`);
           const slow = decodeFrame(bytes, v, { fastPath: false });
           assertSameOutcome(fast, slow, hex(bytes));
@@ -401,7 +403,7 @@ describe('fast decoder vs mqtt-packet', () => {
       [5, [0xe8, 0x00]],
     ] as Array<[Version, number[]]>) {
       const frame = Buffer.from(bytes);
-      const r = decodeFast(frame, remainingLength(frame), v);
+      const r = decodeFast(frame, 0, frame.length, remainingLength(frame), v);
       assert.equal(typeof r, 'string', hex(frame));
       const d = decodeFrame(frame, v);
       assert.ok(isError(d) && d.reasonCode === RC.MalformedPacket, hex(frame));

@@ -35,8 +35,9 @@ export abstract class FrameReader {
     public maxPacketSize: number,
   ) {}
 
-  /** One whole packet, fixed header included, with its Remaining Length. */
-  protected abstract onFrame(frame: Buffer, remainingLength: number): void;
+  /** One whole packet, fixed header included: `buf[start .. start + total)`, with its Remaining
+   *  Length. Positions instead of a subarray: no Buffer object per packet on the hot path. */
+  protected abstract onFrame(buf: Buffer, start: number, total: number, remainingLength: number): void;
   /** The stream cannot be framed; called once, after which input is ignored (`stop`). */
   protected abstract onFramingError(kind: 'malformed' | 'too-large', message: string, remainingLength?: number): void;
 
@@ -79,7 +80,7 @@ export abstract class FrameReader {
         return;
       }
       if (pos + total > end) break; // body not complete yet
-      this.onFrame(buf.subarray(pos, pos + total), length);
+      this.onFrame(buf, pos, total, length);
       pos += total;
     }
     if (!this.failed && pos < end) {
@@ -104,8 +105,8 @@ export class Framer extends FrameReader {
     super(maxPacketSize);
   }
 
-  protected override onFrame(frame: Buffer, remainingLength: number): void {
-    this.handlers.frame(frame, remainingLength);
+  protected override onFrame(buf: Buffer, start: number, total: number, remainingLength: number): void {
+    this.handlers.frame(buf.subarray(start, start + total), remainingLength);
   }
 
   protected override onFramingError(kind: 'malformed' | 'too-large', message: string, remainingLength?: number): void {

@@ -226,6 +226,57 @@ describe('property: tries agree with the reference matcher', () => {
     );
   });
 
+  test('TopicTrie.match == reference when matches (cached) and changes interleave', () => {
+    const op = fc.oneof(
+      fc.tuple(fc.constant('add' as const), filterArb, keyArb),
+      fc.tuple(fc.constant('remove' as const), filterArb, keyArb),
+      fc.tuple(fc.constant('match' as const), topicArb, fc.constant('')),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 60 }), (ops) => {
+        const trie = new TopicTrie<number>();
+        const model = new Map<string, [string, string]>();
+        ops.forEach(([kind, a, k], i) => {
+          if (kind === 'add') {
+            trie.add(a, k, i);
+            model.set(`${a}\0${k}`, [a, k]);
+          } else if (kind === 'remove') {
+            assert.equal(trie.remove(a, k), model.delete(`${a}\0${k}`));
+          } else {
+            // Twice: the second answer comes from the cache.
+            for (let round = 0; round < 2; round++) {
+              const got: string[] = [];
+              trie.match(a, (_v, key, f) => got.push(`${f} ${key}`));
+              const want: string[] = [...model.values()].filter(([f]) => refMatch(f, a)).map(([f, key]) => `${f} ${key}`);
+              assert.deepEqual(got.sort(), want.sort(), `${a} (round ${round})`);
+            }
+          }
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('TopicTrie match cache: bounded, and bypassed when topics do not repeat', () => {
+    const trie = new TopicTrie<number>();
+    trie.add('d/+/t', 'k', 1);
+    let seen = 0;
+    for (let i = 0; i < 40_000; i++) trie.match(`d/${i}/t`, () => seen++);
+    assert.equal(seen, 40_000, 'every distinct topic matched');
+    assert.ok(trie.cachedTopics <= 16_384, `bounded (${trie.cachedTopics})`);
+    assert.equal(trie.cachedTopics, 0, 'mostly misses: emptied and bypassed');
+    // A repeating topic set is served from the cache after the bypass ends.
+    const fresh = new TopicTrie<number>();
+    fresh.add('d/+/t', 'k', 1);
+    for (let r = 0; r < 3; r++) for (let i = 0; i < 100; i++) fresh.match(`d/${i}/t`, () => undefined);
+    assert.equal(fresh.cachedTopics, 100);
+    fresh.add('d/#', 'k2', 2);
+    assert.equal(fresh.cachedTopics, 0, 'a change empties the cache');
+    const got: string[] = [];
+    fresh.match('d/5/t', (_v, k) => got.push(k));
+    assert.deepEqual(got.sort(), ['k', 'k2']);
+  });
+
   test('[MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.2-1] RetainedTrie.matchFilter == reference, with deletes', () => {
     fc.assert(
       fc.property(

@@ -42,15 +42,17 @@ class FilterNode<T> {
 
 export type MatchVisitor<T> = (value: T, key: string, filter: string) => void;
 
-function emit<T>(entries: Map<string, Entry<T>>, visit: MatchVisitor<T>): void {
-  for (const e of entries.values()) visit(e.value, e.key, e.filter);
+type EntrySink<T> = (e: Entry<T>) => void;
+
+function emit<T>(entries: Map<string, Entry<T>>, sink: EntrySink<T>): void {
+  for (const e of entries.values()) sink(e);
 }
 
 /**
  * Visits every entry under `node` whose remaining filter levels match `levels[i..]`.
  * Literal descent is a loop; only '+' branches recurse, so the common case has no call overhead.
  */
-function walk<T>(node: FilterNode<T>, levels: string[], i: number, visit: MatchVisitor<T>): void {
+function walk<T>(node: FilterNode<T>, levels: string[], i: number, visit: EntrySink<T>): void {
   const n = levels.length;
   for (;;) {
     // A '#' child matches whatever is left, including nothing: "sport/#" matches "sport"
@@ -69,10 +71,30 @@ function walk<T>(node: FilterNode<T>, levels: string[], i: number, visit: MatchV
   }
 }
 
-/** Subscription index: stored Topic Filters, matched against a Topic Name. */
+/** Topics whose match results are kept (see `TopicTrie.match`). */
+const CACHE_TOPICS = 16_384;
+/** Entries (filter matches) kept over all cached topics. */
+const CACHE_ENTRIES = 131_072;
+/** Matches without the cache after a fill that was mostly misses (distinct topics). */
+const CACHE_BYPASS = 65_536;
+
+/**
+ * Subscription index: stored Topic Filters, matched against a Topic Name.
+ *
+ * Match results are cached by topic name until the next `add`, `remove` or `clear`: most traffic
+ * repeats a bounded set of topics (one topic fanned out, a fleet's telemetry topics), and a hit
+ * costs one Map lookup instead of splitting the name and walking the trie (an array and a string
+ * per level, per message). The cache is bounded in topics and in entries; when it fills with a
+ * hit rate below one half (mostly distinct topics) it is emptied and bypassed for a while.
+ */
 export class TopicTrie<T> {
   private root = new FilterNode<T>(undefined, '');
   private count = 0;
+  private cache = new Map<string, Entry<T>[]>();
+  private cachedEntries = 0;
+  private hits = 0;
+  private misses = 0;
+  private bypass = 0;
 
   /** Number of (filter, key) entries. */
   get size(): number {
@@ -102,6 +124,7 @@ export class TopicTrie<T> {
     }
     entries.set(key, { key, value, filter });
     this.count++;
+    this.invalidate();
     return true;
   }
 
@@ -110,6 +133,7 @@ export class TopicTrie<T> {
     let node = this.find(filter);
     if (node?.entries === undefined || !node.entries.delete(key)) return false;
     this.count--;
+    this.invalidate();
     if (node.entries.size === 0) node.entries = undefined;
     // Unlink empty nodes bottom-up so dead branches cost neither memory nor match time.
     while (node.parent !== undefined && node.isEmpty()) {
@@ -134,6 +158,53 @@ export class TopicTrie<T> {
    * with several overlapping filters is visited once per filter; de-duplication is the caller's.
    */
   match(topic: string, visit: MatchVisitor<T>): void {
+    const cached = this.cache.get(topic);
+    if (cached !== undefined) {
+      this.hits++;
+      for (let i = 0; i < cached.length; i++) {
+        const e = cached[i]!;
+        visit(e.value, e.key, e.filter);
+      }
+      return;
+    }
+    if (this.bypass > 0) {
+      this.bypass--;
+      this.walkTopic(topic, (e) => visit(e.value, e.key, e.filter));
+      return;
+    }
+    this.misses++;
+    if (this.cache.size >= CACHE_TOPICS || this.cachedEntries >= CACHE_ENTRIES) {
+      const mostlyMisses = this.hits < this.misses;
+      this.invalidate();
+      if (mostlyMisses) {
+        this.bypass = CACHE_BYPASS;
+        this.walkTopic(topic, (e) => visit(e.value, e.key, e.filter));
+        return;
+      }
+    }
+    const found: Entry<T>[] = [];
+    this.walkTopic(topic, (e) => found.push(e));
+    this.cache.set(topic, found);
+    this.cachedEntries += found.length + 1;
+    for (let i = 0; i < found.length; i++) {
+      const e = found[i]!;
+      visit(e.value, e.key, e.filter);
+    }
+  }
+
+  /** Number of topics whose match result is cached (for tests). */
+  get cachedTopics(): number {
+    return this.cache.size;
+  }
+
+  private invalidate(): void {
+    if (this.cache.size > 0) this.cache = new Map();
+    this.cachedEntries = 0;
+    this.hits = 0;
+    this.misses = 0;
+  }
+
+  private walkTopic(topic: string, visit: EntrySink<T>): void {
     const levels = topic.split('/');
     if (topic.charCodeAt(0) === DOLLAR) {
       // [MQTT-4.7.2-1] filters starting with '+' or '#' do not match names starting with '$':
@@ -165,6 +236,7 @@ export class TopicTrie<T> {
   clear(): void {
     this.root = new FilterNode<T>(undefined, '');
     this.count = 0;
+    this.invalidate();
   }
 
   private find(filter: string): FilterNode<T> | undefined {
