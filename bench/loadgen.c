@@ -713,19 +713,21 @@ static void fmt_cpu(char *buf, size_t cap, double broker0, double broker1, doubl
 
 static void print_result(const char *scenario, int npub, int nsub, double el, uint64_t recv, double rate, uint64_t sent,
                          uint64_t acked, double gen_cpu, const char *broker_cpu) {
-  char p50[32] = "null", p99[32] = "null", mx[32] = "null";
+  char p50[32] = "null", p90[32] = "null", p99[32] = "null", p999[32] = "null", mx[32] = "null";
   if (g_hist_n) {
     snprintf(p50, sizeof p50, "%llu", (unsigned long long)hist_pct(0.50));
+    snprintf(p90, sizeof p90, "%llu", (unsigned long long)hist_pct(0.90));
     snprintf(p99, sizeof p99, "%llu", (unsigned long long)hist_pct(0.99));
+    snprintf(p999, sizeof p999, "%llu", (unsigned long long)hist_pct(0.999));
     snprintf(mx, sizeof mx, "%llu", (unsigned long long)(g_max_ns / 1000));
   }
   if (el <= 0) el = 1e-9;
   printf("{\"tool\":\"loadgen.c\",\"scenario\":\"%s\",\"qos\":%d,\"publishers\":%d,\"subscribers\":%d,"
          "\"window\":%d,\"payload\":%d,\"targetRate\":%.0f,\"seconds\":%.3f,\"delivered\":%llu,\"rate\":%.0f,"
-         "\"sent\":%llu,\"sentRate\":%.0f,\"acked\":%llu,\"ackedRate\":%.0f,\"p50us\":%s,\"p99us\":%s,\"maxus\":%s,\"genCpu\":%.2f,"
+         "\"sent\":%llu,\"sentRate\":%.0f,\"acked\":%llu,\"ackedRate\":%.0f,\"p50us\":%s,\"p90us\":%s,\"p99us\":%s,\"p999us\":%s,\"maxus\":%s,\"genCpu\":%.2f,"
          "\"brokerCpu\":%s%s}\n",
          scenario, g_qos, npub, nsub, g_qos ? g_window : 0, g_payload, g_rate, el, (unsigned long long)recv, rate,
-         (unsigned long long)sent, sent / el, (unsigned long long)acked, acked / el, p50, p99, mx, gen_cpu, broker_cpu, g_extra);
+         (unsigned long long)sent, sent / el, (unsigned long long)acked, acked / el, p50, p90, p99, p999, mx, gen_cpu, broker_cpu, g_extra);
   fflush(stdout);
 }
 

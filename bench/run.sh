@@ -250,7 +250,7 @@ const metrics = (name) => {
   if (name === 'idle') return [['connects/s', 'connectRate'], ['KB per connection', 'kbPerConn']];
   if (name === 'backlog-q1') return [['drained msg/s', 'drainRate']];
   if (name === 'retained') return [['retained delivered/s', 'rate']];
-  if (name.startsWith('latency')) return [['p50 latency us', 'p50us'], ['p99 latency us', 'p99us']];
+  if (name.startsWith('latency')) return [['p50 latency us', 'p50us'], ['p90 latency us', 'p90us'], ['p99 latency us', 'p99us'], ['p99.9 latency us', 'p999us']];
   const rows = [['delivered/s', 'rate']];
   if (!name.endsWith('q0')) rows.push(['publishes acked/s', 'ackedRate']);
   return rows;

@@ -119,7 +119,10 @@ describe('bench/loadgen.c against skein start', () => {
     assert.ok(r.delivered > 0, JSON.stringify(r));
     assert.equal(typeof r.p50us, 'number');
     assert.equal(typeof r.p99us, 'number');
-    assert.ok((r.p50us as number) <= (r.p99us as number));
+    assert.ok((r.p50us as number) <= (r.p90us as number), 'p50 <= p90');
+    assert.ok((r.p90us as number) <= (r.p99us as number), 'p90 <= p99');
+    assert.ok((r.p99us as number) <= (r.p999us as number), 'p99 <= p99.9');
+    assert.ok((r.p999us as number) <= (r.maxus as number), 'p99.9 <= max');
   });
 
   it('filters: every message reaches the one subscriber holding its filter', async () => {
