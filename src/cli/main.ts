@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { isClustered, startNode } from '../node.js';
-import { limitYoungGeneration } from '../runtime/young-generation.js';
+import { adaptYoungGeneration } from '../runtime/young-generation.js';
 import { clusterCommand, lbConfigCommand } from './cluster.js';
 import { passwdCommand } from './passwd.js';
 import { VERSION } from '../version.js';
@@ -124,7 +124,7 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   // Process-level tuning belongs to the executable, not to startNode (which tests embed).
-  limitYoungGeneration(config.limits.youngGenerationSize);
+  adaptYoungGeneration(config.limits.youngGenerationSize);
   let node;
   try {
     node = await startNode(config);

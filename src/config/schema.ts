@@ -97,7 +97,7 @@ export interface LimitsConfig {
   /** Bytes of payload queued per session before new messages are dropped. */
   maxQueuedBytes: number;
   maxOutputBufferBytes: number;
-  /** Cap on V8's young-generation semi-space, in bytes (src/runtime/young-generation.ts). */
+  /** Largest V8 young-generation semi-space under load, in bytes (src/runtime/young-generation.ts). */
   youngGenerationSize: number;
   /** Concurrent client connections per node. */
   maxConnections: number;
@@ -292,9 +292,8 @@ export function defaultConfig(): SkeinConfig {
       maxQueuedMessages: 1000,
       maxQueuedBytes: 16 * MiB,
       maxOutputBufferBytes: 1 * MiB,
-      // V8's starting size: an idle connection then costs what its objects take (see
-      // src/runtime/young-generation.ts and BENCHMARKS.md for the throughput side of it).
-      youngGenerationSize: 1 * MiB,
+      // V8's own maximum; it is reached only under message load (src/runtime/young-generation.ts).
+      youngGenerationSize: 16 * MiB,
       maxConnections: 100_000,
       connectTimeoutMs: 10_000,
       maxKeepAliveSec: 65535,
@@ -572,7 +571,7 @@ export const CONFIG_SCHEMA: ObjectSpec = {
           kind: 'bytes',
           min: 1 * MiB,
           max: 64 * MiB,
-          doc: 'Largest size of the V8 young generation\'s semi-spaces (`skein start` only; they start at 1 MiB and double up to this). Larger trades memory (up to 2x this, fixed, not per connection) for throughput: fewer scavenges of short-lived per-message objects. Above 16 MiB needs `node --max-semi-space-size` too.',
+          doc: 'Largest size of the V8 young generation\'s semi-spaces (`skein start` only). They start at 1 MiB and double, up to this, only while garbage collection takes 20% of the time or more (message load), so idle connections do not pay for them; up to 2x this in memory, fixed, not per connection. 1MiB = never grow. Above 16 MiB needs `node --max-semi-space-size` too.',
         },
         maxConnections: { kind: 'int', min: 1, max: I31, doc: 'Concurrent client connections per node.' },
         connectTimeout: {

@@ -1,24 +1,25 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 const MiB = 2 ** 20;
 const moduleUrl = new URL('./young-generation.js', import.meta.url).href;
 
-/** Runs `body` in a fresh node (V8 flags are per process) and returns the semi-space sizes it printed. */
+/** Runs `body` in a fresh node (V8 flags are per process) and returns the numbers it pushed. */
 function run(body: string): number[] {
   const script = `
-    import { freezeYoungGeneration, limitYoungGeneration, semiSpaceBytes } from ${JSON.stringify(moduleUrl)};
+    import { adaptYoungGeneration, freezeYoungGeneration, semiSpaceBytes } from ${JSON.stringify(moduleUrl)};
     const keep = [];
-    // Objects that survive scavenges: what makes V8 grow its young generation.
-    // About 0.5 MB per event-loop turn, as a busy broker allocates (the cap is checked after each GC,
-    // so a single turn that allocates many MB could pass it by a doubling).
-    const churn = async () => { for (let r = 0; r < 200; r++) { for (let i = 0; i < 5000; i++) keep.push({ i, a: [i] }); await new Promise((ok) => setImmediate(ok)); } };
+    const turn = () => new Promise((ok) => setImmediate(ok));
+    // Objects that survive scavenges (what makes V8 grow its young generation), about 0.5 MB per
+    // event-loop turn, for 'turns' turns.
+    const churn = async (turns = 200) => { for (let r = 0; r < turns; r++) { for (let i = 0; i < 5000; i++) keep.push({ i, a: [i] }); await turn(); } };
+    // Short-lived garbage only, like a broker's per-message objects, for 'ms' milliseconds.
+    const garbage = async (ms) => { const end = Date.now() + ms; let x; while (Date.now() < end) { for (let i = 0; i < 5000; i++) x = { i, a: [i] }; await turn(); } return x; };
     const out = [];
     ${body}
     console.log(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: fileURLToPath(new URL('.', import.meta.url)) });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as number[];
 }
@@ -30,14 +31,28 @@ test('a frozen young generation does not grow under surviving allocations', () =
   assert.equal(after, before);
 });
 
-test('limitYoungGeneration lets it double up to the cap and no further', () => {
-  const [start, capped] = run(`freezeYoungGeneration(); out.push(limitYoungGeneration(4 * 2 ** 20)); await churn(); out.push(semiSpaceBytes());`);
-  assert.ok(start! <= 1 * MiB);
-  assert.ok(capped! > 1 * MiB, `grew past the initial size (${start} -> ${capped})`);
-  assert.ok(capped! <= 4 * MiB, `stayed within the cap (${capped})`);
-});
-
-test('without a limit the same load grows it past the cap (the test can fail)', () => {
+test('without a policy the same load grows it past 4 MiB (the tests above and below can fail)', () => {
   const [grown] = run(`await churn(); out.push(semiSpaceBytes());`);
   assert.ok(grown! > 4 * MiB, `default V8 growth (${grown})`);
+});
+
+test('adaptYoungGeneration: no growth while GC is a small share of the time', () => {
+  // Surviving allocations spread thin over time: GC well below the share, so no growth.
+  const [size] = run(`adaptYoungGeneration(16 * 2 ** 20, { gcShare: 0.9, windowMs: 50 });
+    for (let k = 0; k < 6; k++) { await churn(20); await new Promise((ok) => setTimeout(ok, 50)); }
+    out.push(semiSpaceBytes());`);
+  assert.ok(size! <= 1 * MiB, `stayed small (${size})`);
+});
+
+test('adaptYoungGeneration: grows under GC load, one doubling per window, never past the cap', () => {
+  const [size] = run(`adaptYoungGeneration(4 * 2 ** 20, { gcShare: 0.01, windowMs: 20 });
+    await churn(400); await garbage(300);
+    out.push(semiSpaceBytes());`);
+  assert.ok(size! > 1 * MiB, `grew (${size})`);
+  assert.ok(size! <= 4 * MiB, `within the cap (${size})`);
+});
+
+test('adaptYoungGeneration with a cap of 1 MiB never grows', () => {
+  const [size] = run(`adaptYoungGeneration(1 * 2 ** 20, { gcShare: 0.01, windowMs: 20 }); await churn(400); out.push(semiSpaceBytes());`);
+  assert.ok(size! <= 1 * MiB, `${size}`);
 });

@@ -1,20 +1,24 @@
 /**
- * Caps V8's young generation (the semi-spaces where new objects are allocated) at a configured
- * size, at run time.
+ * Sizes V8's young generation (the semi-spaces where new objects are allocated) by load, at run
+ * time: small while the broker mostly holds connections, larger while garbage collection of
+ * short-lived per-message objects takes a large share of the time.
  *
  * Why: V8 doubles the semi-spaces (1 MiB at start, up to 16 MiB each on 64-bit Node) whenever
  * many objects survive a scavenge. Opening thousands of connections is exactly that (every
  * connection's objects survive), so a plain Node process grows its young generation by up to
- * 30 MiB during a connect storm and keeps it: more than the connections themselves take at 10,000
- * idle clients. A broker's per-message garbage dies young, so a small young generation costs some
- * throughput (more scavenges) and no correctness; `limits.youngGenerationSize` picks the trade.
+ * 30 MiB during a connect storm and keeps it: more than 10,000 idle connections take themselves.
+ * Under a message load the opposite holds: with 1 MiB semi-spaces the messages in flight survive
+ * a few hundred scavenges a second and are promoted, and GC took half the broker's time in the
+ * fan-in QoS 1 benchmark (BENCHMARKS.md). So growth is allowed only while GC is busy.
  *
- * How: `--max-semi-space-size` is only read when the heap is created, so it cannot come from the
- * configuration file. `--semi-space-growth-factor` is read at each growth, so `bin/skein.js` sets
- * it to 1 (no growth) before anything else is loaded, and `limitYoungGeneration` lets the space
- * double again until it reaches the cap, watching GC events (a growth happens only in a GC).
+ * How: `--max-semi-space-size` is only read when the heap is created, so it cannot follow the
+ * configuration or the load. `--semi-space-growth-factor` is read at each growth: `bin/skein.js`
+ * sets it to 1 (no growth) before anything is loaded, and `adaptYoungGeneration` watches GC
+ * entries: when GC took at least `gcShare` of a window, the factor goes to 2 until the next
+ * growth (one doubling), never past `maxBytes`. V8 itself shrinks the space again when the
+ * allocation rate stays low.
  */
-import { PerformanceObserver } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 
 /** Current semi-space capacity in bytes (V8 reports the new space as two semi-spaces). */
@@ -28,32 +32,63 @@ export function freezeYoungGeneration(): void {
   v8.setFlagsFromString('--semi-space-growth-factor=1');
 }
 
+/** V8 starts with 1 MiB semi-spaces but reports them as smaller until it has committed them:
+ *  growth decisions count at least that. */
+function committedSemiSpace(): number {
+  return Math.max(semiSpaceBytes(), 2 ** 20);
+}
+
+function allowGrowth(): void {
+  v8.setFlagsFromString('--semi-space-growth-factor=2');
+}
+
+export interface YoungGenerationPolicy {
+  /** Share of wall time spent in GC over one window above which one doubling is allowed. */
+  gcShare: number;
+  /** Length of the measurement window, ms. */
+  windowMs: number;
+}
+
+export const DEFAULT_POLICY: YoungGenerationPolicy = { gcShare: 0.2, windowMs: 250 };
+
 let observer: PerformanceObserver | undefined;
 
 /**
- * Lets the semi-spaces grow (doubling) while the next doubling stays within `capBytes`, then stops
- * their growth: they end at the largest doubling of their size not above the cap. The cap is
- * checked when the event loop delivers a GC's entry, so one turn that allocates several MB (two
- * GCs before the first entry is seen) can grow them by one more doubling. Growth beyond V8's own
- * maximum (16 MiB, or `--max-semi-space-size`) does not happen either way. Returns the semi-space
- * size at the time of the call.
+ * Starts sizing the young generation by GC load, up to `maxBytes` per semi-space (1 MiB or less:
+ * it never grows). Replaces an earlier call's policy. Returns a function that stops it (frozen).
  */
-export function limitYoungGeneration(capBytes: number): number {
+export function adaptYoungGeneration(maxBytes: number, policy: YoungGenerationPolicy = DEFAULT_POLICY): () => void {
   observer?.disconnect();
   observer = undefined;
-  const now = semiSpaceBytes();
-  if (now * 2 > capBytes) {
-    freezeYoungGeneration();
-    return now;
-  }
-  v8.setFlagsFromString('--semi-space-growth-factor=2');
-  const obs = new PerformanceObserver(() => {
-    if (semiSpaceBytes() * 2 <= capBytes) return; // one more doubling still fits
-    freezeYoungGeneration();
-    obs.disconnect();
+  freezeYoungGeneration();
+  let obs: PerformanceObserver | undefined;
+  const stop = (): void => {
     if (observer === obs) observer = undefined;
+    obs?.disconnect();
+    freezeYoungGeneration();
+  };
+  if (committedSemiSpace() * 2 > maxBytes) return stop;
+  let windowStart = performance.now();
+  let gcMs = 0;
+  let growingFrom = 0; // semi-space size when a doubling was allowed; 0 = frozen
+  obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+    const size = committedSemiSpace();
+    if (growingFrom > 0 && size > growingFrom) {
+      freezeYoungGeneration(); // one doubling done
+      growingFrom = 0;
+    }
+    const now = performance.now();
+    const elapsed = now - windowStart;
+    if (elapsed < policy.windowMs) return;
+    if (growingFrom === 0 && gcMs >= policy.gcShare * elapsed && size * 2 <= maxBytes) {
+      growingFrom = size;
+      allowGrowth();
+    }
+    windowStart = now;
+    gcMs = 0;
   });
   obs.observe({ entryTypes: ['gc'] });
   observer = obs;
-  return now;
+  return stop;
 }
