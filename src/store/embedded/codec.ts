@@ -34,6 +34,17 @@ export function toJsonValue(value: unknown): unknown {
   return out;
 }
 
+/** An object whose values are all primitives and whose keys do not start with `$`. */
+function isFlat(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) return false;
+  for (const key in value) {
+    if (key.charCodeAt(0) === 36 /* $ */) return false;
+    const item = (value as Record<string, unknown>)[key];
+    if (item !== null && typeof item === 'object') return false;
+  }
+  return true;
+}
+
 export function fromJsonValue(value: unknown): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map(fromJsonValue);
@@ -50,7 +61,9 @@ export function fromJsonValue(value: unknown): unknown {
 /** Serializes a value into one framed record (throws `StoreError` when it is too large, before
  *  anything is applied or written). */
 export function encodeFrame(value: unknown): Buffer {
-  const json = JSON.stringify(toJsonValue(value));
+  // The frequent small records (sent, complete, released, QoS 2 ids) hold only strings and
+  // numbers under plain keys: they need no conversion copy.
+  const json = JSON.stringify(isFlat(value) ? value : toJsonValue(value));
   const length = Buffer.byteLength(json);
   if (length > MAX_RECORD_BYTES) throw new StoreError(`store record of ${length} bytes exceeds the ${MAX_RECORD_BYTES} byte limit`);
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);

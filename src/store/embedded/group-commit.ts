@@ -10,14 +10,27 @@
  */
 import { StoreError } from '../types.js';
 
-interface Waiter {
+/** The promise every caller of one batch gets (one per batch, not one per frame). */
+interface Batch {
+  promise: Promise<void>;
   resolve: () => void;
   reject: (err: Error) => void;
 }
 
+function newBatch(): Batch {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((ok, ko) => {
+    resolve = ok;
+    reject = ko;
+  });
+  return { promise, resolve, reject };
+}
+
 export class GroupCommitter {
   private frames: Buffer[] = [];
-  private waiters: Waiter[] = [];
+  /** The batch being gathered (the next to be written); undefined = nobody waits. */
+  private next: Batch | undefined;
   private scheduled = false;
   private running = false;
   private forced = false;
@@ -32,7 +45,7 @@ export class GroupCommitter {
   }
 
   get idle(): boolean {
-    return !this.running && !this.scheduled && this.waiters.length === 0;
+    return !this.running && !this.scheduled && this.next === undefined;
   }
 
   /**
@@ -44,10 +57,9 @@ export class GroupCommitter {
     if (frame === null && !force && this.idle) return Promise.resolve();
     if (frame) this.frames.push(frame);
     if (force) this.forced = true;
-    return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-      this.schedule();
-    });
+    const batch = (this.next ??= newBatch());
+    this.schedule();
+    return batch.promise;
   }
 
   private schedule(): void {
@@ -62,22 +74,23 @@ export class GroupCommitter {
     this.scheduled = false;
     this.running = true;
     const frames = this.frames;
-    const waiters = this.waiters;
+    const batch = this.next;
     const forced = this.forced;
     this.frames = [];
-    this.waiters = [];
+    this.next = undefined;
     this.forced = false;
     try {
       if (frames.length > 0 || forced) await this.writeBatch(frames);
-      for (const w of waiters) w.resolve();
+      batch?.resolve();
     } catch (err) {
       this.failure = err instanceof StoreError ? err : new StoreError('writing the store log failed', { cause: err });
-      for (const w of [...waiters, ...this.waiters]) w.reject(this.failure);
+      batch?.reject(this.failure);
+      (this.next as Batch | undefined)?.reject(this.failure); // frames enqueued while this batch was written
       this.frames = [];
-      this.waiters = [];
+      this.next = undefined;
     } finally {
       this.running = false;
     }
-    if (this.waiters.length > 0) this.schedule();
+    if ((this.next as Batch | undefined) !== undefined) this.schedule();
   }
 }
