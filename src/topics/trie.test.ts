@@ -257,6 +257,25 @@ describe('property: tries agree with the reference matcher', () => {
     );
   });
 
+  test('TopicTrie.matchList: distinct keys flag, meta kept with the cached result until a change (also a replaced value)', () => {
+    const trie = new TopicTrie<string>();
+    trie.add('a/+', 'k1', 'v1');
+    trie.add('a/b', 'k2', 'v2');
+    const first = trie.matchList('a/b');
+    assert.equal(first.distinct, true);
+    first.meta = 'derived';
+    assert.equal(trie.matchList('a/b').meta, 'derived', 'cached with its meta');
+    trie.add('a/#', 'k1', 'v3'); // k1 now matches twice
+    const second = trie.matchList('a/b');
+    assert.equal(second.meta, undefined, 'a change drops the cached result');
+    assert.equal(second.distinct, false);
+    second.meta = 'again';
+    trie.add('a/b', 'k2', 'v2-new'); // same (filter, key): the value is replaced
+    const third = trie.matchList('a/b');
+    assert.equal(third.meta, undefined, 'a replaced value drops it too');
+    assert.deepEqual(third.entries.map((e) => e.value).sort(), ['v1', 'v2-new', 'v3']);
+  });
+
   test('TopicTrie match cache: bounded, and bypassed when topics do not repeat', () => {
     const trie = new TopicTrie<number>();
     trie.add('d/+/t', 'k', 1);

@@ -14,10 +14,20 @@
 
 const DOLLAR = 0x24;
 
-interface Entry<T> {
+export interface Entry<T> {
   key: string;
   value: T;
   filter: string;
+}
+
+/** The entries matching one topic name (see `TopicTrie.matchList`). */
+export interface MatchResult<T> {
+  readonly entries: readonly Entry<T>[];
+  /** No key appears twice (no client holds two of the matching filters). */
+  readonly distinct: boolean;
+  /** The caller's own data derived from `entries`; kept with a cached result, so it is computed
+   *  once per topic until the next change. */
+  meta: unknown;
 }
 
 class FilterNode<T> {
@@ -90,7 +100,7 @@ const CACHE_BYPASS = 65_536;
 export class TopicTrie<T> {
   private root = new FilterNode<T>(undefined, '');
   private count = 0;
-  private cache = new Map<string, Entry<T>[]>();
+  private cache = new Map<string, MatchResult<T>>();
   private cachedEntries = 0;
   private hits = 0;
   private misses = 0;
@@ -120,6 +130,7 @@ export class TopicTrie<T> {
     const existing = entries.get(key);
     if (existing !== undefined) {
       existing.value = value;
+      this.invalidate(); // a result's `meta` may hold the old value
       return false;
     }
     entries.set(key, { key, value, filter });
@@ -158,19 +169,26 @@ export class TopicTrie<T> {
    * with several overlapping filters is visited once per filter; de-duplication is the caller's.
    */
   match(topic: string, visit: MatchVisitor<T>): void {
+    const entries = this.matchList(topic).entries;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      visit(e.value, e.key, e.filter);
+    }
+  }
+
+  /**
+   * The entries whose filter matches `topic` (as `match` visits them), from the cache when the
+   * topic was matched since the last change. The result must not be modified (but `meta`).
+   */
+  matchList(topic: string): MatchResult<T> {
     const cached = this.cache.get(topic);
     if (cached !== undefined) {
       this.hits++;
-      for (let i = 0; i < cached.length; i++) {
-        const e = cached[i]!;
-        visit(e.value, e.key, e.filter);
-      }
-      return;
+      return cached;
     }
     if (this.bypass > 0) {
       this.bypass--;
-      this.walkTopic(topic, (e) => visit(e.value, e.key, e.filter));
-      return;
+      return this.compute(topic);
     }
     this.misses++;
     if (this.cache.size >= CACHE_TOPICS || this.cachedEntries >= CACHE_ENTRIES) {
@@ -178,18 +196,27 @@ export class TopicTrie<T> {
       this.invalidate();
       if (mostlyMisses) {
         this.bypass = CACHE_BYPASS;
-        this.walkTopic(topic, (e) => visit(e.value, e.key, e.filter));
-        return;
+        return this.compute(topic);
       }
     }
-    const found: Entry<T>[] = [];
-    this.walkTopic(topic, (e) => found.push(e));
-    this.cache.set(topic, found);
-    this.cachedEntries += found.length + 1;
-    for (let i = 0; i < found.length; i++) {
-      const e = found[i]!;
-      visit(e.value, e.key, e.filter);
+    const result = this.compute(topic);
+    this.cache.set(topic, result);
+    this.cachedEntries += result.entries.length + 1;
+    return result;
+  }
+
+  private compute(topic: string): MatchResult<T> {
+    const entries: Entry<T>[] = [];
+    this.walkTopic(topic, (e) => entries.push(e));
+    let distinct = true;
+    if (entries.length > 1) {
+      const keys = new Set<string>();
+      for (const e of entries) {
+        if (keys.has(e.key)) distinct = false;
+        keys.add(e.key);
+      }
     }
+    return { entries, distinct, meta: undefined };
   }
 
   /** Number of topics whose match result is cached (for tests). */
