@@ -59,6 +59,8 @@ interface ClientContext {
 
 const OK: AuthResult = { reasonCode: RC.Success };
 
+type Decided = { result: AuthResult; context?: Omit<ClientContext, 'at'> };
+
 export class ChainAuthorizer implements ReloadableAuthorizer {
   /** Per client id; only clients with rules of their own or superusers have one. */
   private readonly contexts = new Map<string, ClientContext>();
@@ -82,14 +84,22 @@ export class ChainAuthorizer implements ReloadableAuthorizer {
     http?.clearCache();
   }
 
-  async authenticate(creds: ConnectCredentials): Promise<AuthResult> {
-    const r = await this.decide(creds);
+  /** Synchronous when no lookup is needed (anonymous, certificate user name): the connect path
+   *  then does not wait a turn. */
+  authenticate(creds: ConnectCredentials): AuthResult | Promise<AuthResult> {
+    const quick = this.decideWithoutLookup(creds);
+    if (quick !== undefined) return this.settle(creds, quick);
+    return this.decide(creds).then((r) => this.settle(creds, r));
+  }
+
+  private settle(creds: ConnectCredentials, r: Decided): AuthResult {
     if (r.result.reasonCode === RC.Success) this.setContext(creds, r.context);
     else this.opts.logger.debug({ clientId: creds.clientId, username: creds.username, remote: creds.remoteAddress, reason: r.result.reasonString }, 'authentication failed');
     return r.result;
   }
 
-  private async decide(creds: ConnectCredentials): Promise<{ result: AuthResult; context?: Omit<ClientContext, 'at'> }> {
+  /** The decisions that need no password file, token or HTTP call; undefined = those are needed. */
+  private decideWithoutLookup(creds: ConnectCredentials): Decided | undefined {
     const o = this.opts;
     if (!this.hasAuthenticators) {
       if (o.allowAnonymous || isLoopback(creds.remoteAddress)) return { result: OK };
@@ -102,6 +112,11 @@ export class ChainAuthorizer implements ReloadableAuthorizer {
       if (o.allowAnonymous) return { result: OK };
       return { result: { reasonCode: RC.NotAuthorized, reasonString: 'anonymous access not allowed' } };
     }
+    return undefined;
+  }
+
+  private async decide(creds: ConnectCredentials): Promise<Decided> {
+    const o = this.opts;
     if (o.passwordFile && creds.username !== undefined) {
       const r = await o.passwordFile.check(creds.username, creds.password);
       if (r === 'ok') return { result: OK };

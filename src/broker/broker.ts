@@ -96,6 +96,12 @@ function subEntry(clientId: string, sub: SubscriptionRecord, group?: string): Su
 
 type Aggregate = RouteTarget;
 
+export interface OpenedSession {
+  session: Session;
+  /** A session existed for the client id (memory or store). */
+  present: boolean;
+}
+
 export interface PublishOrigin {
   /** Publishing client, for No Local [MQTT-3.8.3-3]; undefined for internal publishers. */
   clientId?: string;
@@ -222,7 +228,7 @@ export class Broker {
    * Opens (or resumes) the session for a connecting client, after any previous connection with
    * the same client id was taken over. Returns the session and whether it was present.
    */
-  async openSession(record: SessionRecord, cleanStart: boolean): Promise<{ session: Session; present: boolean }> {
+  openSession(record: SessionRecord, cleanStart: boolean): OpenedSession | Promise<OpenedSession> {
     const clientId = record.clientId;
     // A new connection for this client id cancels a pending will [MQTT-3.1.2-8] [MQTT-3.1.3-9].
     this.cancelWill(clientId);
@@ -238,21 +244,38 @@ export class Broker {
       else this.discardSession(session, false);
       session = undefined;
     }
-    let epoch = session?.epoch ?? 0;
-    if (mustStore || session?.persistent) {
-      const taken = await this.store.takeSession(record, cleanStart);
-      epoch = taken.epoch;
-      if (!session && taken.previous && !cleanStart) {
-        // Stored but not in memory (e.g. written by another node): rebuild it.
-        session = new Session(taken.previous.record, this.isPersistent(taken.previous.record), epoch);
-        session.restore(taken.previous.deliveries);
-        for (const id of taken.previous.incomingQos2) session.incomingQos2.add(id);
-        for (const sub of taken.previous.subscriptions) {
-          session.subscriptions.set(sub.filter, sub);
-          this.addToIndex(clientId, sub);
-        }
+    if (mustStore || session?.persistent) return this.openStoredSession(record, cleanStart, session, persistent, mustStore);
+    // Nothing to store (a clean, will-less session on a single node): no await, so CONNACK can
+    // leave in the same event-loop turn as the CONNECT arrived.
+    return this.finishOpen(record, session, persistent, mustStore, session?.epoch ?? 0);
+  }
+
+  private async openStoredSession(
+    record: SessionRecord,
+    cleanStart: boolean,
+    session: Session | undefined,
+    persistent: boolean,
+    mustStore: boolean,
+  ): Promise<OpenedSession> {
+    const clientId = record.clientId;
+    const taken = await this.store.takeSession(record, cleanStart);
+    const epoch = taken.epoch;
+    if (!session && taken.previous && !cleanStart) {
+      // Stored but not in memory (e.g. written by another node): rebuild it.
+      session = new Session(taken.previous.record, this.isPersistent(taken.previous.record), epoch);
+      session.restore(taken.previous.deliveries);
+      for (const id of taken.previous.incomingQos2) session.incomingQos2.add(id);
+      for (const sub of taken.previous.subscriptions) {
+        session.subscriptions.set(sub.filter, sub);
+        this.addToIndex(clientId, sub);
       }
     }
+    return this.finishOpen(record, session, persistent, mustStore, epoch);
+  }
+
+  private finishOpen(record: SessionRecord, found: Session | undefined, persistent: boolean, mustStore: boolean, epoch: number): OpenedSession {
+    const clientId = record.clientId;
+    let session = found;
     const present = session !== undefined;
     if (!session) session = new Session(record, persistent, epoch);
     session.record = record;

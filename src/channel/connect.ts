@@ -136,7 +136,7 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
   }
   // A user name taken from a verified client certificate is authenticated by the TLS handshake
   // (Mosquitto's use_identity_as_username).
-  const auth = await broker.authorizer.authenticate({
+  const pending = broker.authorizer.authenticate({
     clientId: ch.clientId,
     username: ch.username,
     remoteAddress: ch.remoteAddress,
@@ -144,9 +144,12 @@ export async function handleConnect(ch: Channel, p: IConnectPacket): Promise<voi
     password: p.password,
     certificateUsername: typeof certUser === 'string' ? true : undefined,
   });
+  // Awaited only when the authenticator is asynchronous (a password check, JWT, HTTP hook): the
+  // common anonymous case goes on in the same turn.
+  const auth = pending instanceof Promise ? await pending : pending;
   if (ch.isClosed) return;
   if (auth.reasonCode !== 0) return refuseConnect(ch, ch.protocolVersion, auth.reasonCode, auth.reasonString ?? 'not authorized');
-  await completeConnect(ch, p, assignedClientId, undefined);
+  return completeConnect(ch, p, assignedClientId, undefined);
 }
 
 /** AUTH from the client: continues an exchange, or re-authenticates a connected client. */
@@ -261,7 +264,8 @@ async function completeConnect(ch: Channel, p: IConnectPacket, assignedClientId:
   };
   let opened;
   try {
-    opened = await broker.openSession(record, cleanStart);
+    const o = broker.openSession(record, cleanStart);
+    opened = o instanceof Promise ? await o : o;
   } catch (err) {
     ch.deps.logger.warn({ err, clientId: ch.clientId }, 'session open failed');
     return refuseConnect(ch, ch.protocolVersion, RC.ServerUnavailable, 'session store unavailable');
