@@ -173,6 +173,14 @@ test('takeover: one live connection per client id across nodes, session intact',
     for (const f of [own(x), own(y)]) {
       await pub.publish(f, `check ${f}`, 1);
     }
+    // A stored filter's message must arrive (waited for, up to 5 s: the forward from node c goes
+    // through Redis, which a loaded CI machine can slow past a fixed sleep); then a little more
+    // time for a message that must not arrive to show up if it were routed.
+    for (const f of [own(x), own(y)]) {
+      if (stored.includes(f)) {
+        await winner.waitFor(isPublish(`check ${f}`), 5000, `${label}: delivery on stored filter ${f} (stored ${JSON.stringify(stored)})`);
+      }
+    }
     await sleep(400);
     for (const f of [own(x), own(y)]) {
       assert.equal(winner.has(isPublish(`check ${f}`)), stored.includes(f), `${label}: delivery on ${f} matches the stored subscriptions ${JSON.stringify(stored)}`);
