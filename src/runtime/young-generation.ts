@@ -55,23 +55,17 @@ let observer: PerformanceObserver | undefined;
 
 /**
  * Starts sizing the young generation by GC load, up to `maxBytes` per semi-space (1 MiB or less:
- * it never grows). Replaces an earlier call's policy. Returns a function that stops it (frozen).
+ * it never grows). Replaces an earlier call's policy.
  */
-export function adaptYoungGeneration(maxBytes: number, policy: YoungGenerationPolicy = DEFAULT_POLICY): () => void {
+export function adaptYoungGeneration(maxBytes: number, policy: YoungGenerationPolicy = DEFAULT_POLICY): void {
   observer?.disconnect();
   observer = undefined;
   freezeYoungGeneration();
-  let obs: PerformanceObserver | undefined;
-  const stop = (): void => {
-    if (observer === obs) observer = undefined;
-    obs?.disconnect();
-    freezeYoungGeneration();
-  };
-  if (committedSemiSpace() * 2 > maxBytes) return stop;
+  if (committedSemiSpace() * 2 > maxBytes) return;
   let windowStart = performance.now();
   let gcMs = 0;
   let growingFrom = 0; // semi-space size when a doubling was allowed; 0 = frozen
-  obs = new PerformanceObserver((list) => {
+  observer = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) gcMs += e.duration;
     const size = committedSemiSpace();
     if (growingFrom > 0 && size > growingFrom) {
@@ -88,7 +82,5 @@ export function adaptYoungGeneration(maxBytes: number, policy: YoungGenerationPo
     windowStart = now;
     gcMs = 0;
   });
-  obs.observe({ entryTypes: ['gc'] });
-  observer = obs;
-  return stop;
+  observer.observe({ entryTypes: ['gc'] });
 }
