@@ -6,8 +6,8 @@
  * to the connection's protocol version once CONNECT is decoded, and errors turned into reason
  * codes.
  *
- * The hot packets (PUBLISH, the four acks, PINGREQ/PINGRESP, DISCONNECT) are decoded and encoded
- * by hand (fast-decode.ts, fast-encode.ts: why is explained there); their results are the ones
+ * The hot packets (PUBLISH, the four acks, PINGREQ/PINGRESP, DISCONNECT; CONNECT without
+ * properties is decoded by hand too) are decoded and encoded by hand (fast-decode.ts, fast-encode.ts: why is explained there); their results are the ones
  * mqtt-packet gives, and every form they do not fully handle goes to mqtt-packet as before.
  */
 import mqttPacket from 'mqtt-packet';
@@ -112,14 +112,12 @@ export class Decoder extends FrameReader {
     const flags = this.flags;
     const version = flags & VERSION_BITS;
     let r = (flags & NO_FAST_PATH) === 0 ? decodeFast(buf, start, total, remainingLength, version) : undefined;
-    if (r === undefined) {
-      r = decodeWithMqttPacket(buf.subarray(start, start + total), version, (flags & BRIDGE) !== 0);
-      if (typeof r !== 'string' && r.cmd === 'connect' && r.protocolVersion) {
-        // Later packets of this connection are decoded in the version CONNECT named (and, as
-        // mqtt-packet did with its per-connection settings, in bridge mode if it asked for it).
-        const bridge = (r as IConnectPacket & { bridgeMode?: boolean }).bridgeMode ? BRIDGE : 0;
-        this.flags = (this.flags & ~(VERSION_BITS | BRIDGE)) | r.protocolVersion | bridge;
-      }
+    if (r === undefined) r = decodeWithMqttPacket(buf.subarray(start, start + total), version, (flags & BRIDGE) !== 0);
+    if (typeof r !== 'string' && r.cmd === 'connect' && r.protocolVersion) {
+      // Later packets of this connection are decoded in the version CONNECT named (and, as
+      // mqtt-packet did with its per-connection settings, in bridge mode if it asked for it).
+      const bridge = (r as IConnectPacket & { bridgeMode?: boolean }).bridgeMode ? BRIDGE : 0;
+      this.flags = (this.flags & ~(VERSION_BITS | BRIDGE)) | r.protocolVersion | bridge;
     }
     if (typeof r === 'string') {
       this.fail(errorReason(r), r);
