@@ -140,13 +140,37 @@ export class Broker {
   private readonly messageIdPrefix: string;
   private closed = false;
 
+  /**
+   * `markSent` / `completeDelivery` noted during the current delivery batch, per session, as
+   * `Store.updateDeliveries` pairs: written as one call per session when the batch ends (one
+   * socket read's packets, one `pump` loop). Anything that reaches the store through `store`
+   * writes them first, so the store sees every write in the order the broker made it.
+   */
+  private readonly deliveryOps = new Map<Session, { epoch: number; ops: number[] }>();
+  private batchDepth = 0;
+
   constructor(
     readonly options: BrokerOptions,
-    readonly store: Store,
+    private readonly sessionStore: Store,
     readonly authorizer: Authorizer,
     readonly logger: Logger,
   ) {
     this.messageIdPrefix = `${options.nodeId}-${Date.now().toString(36)}-`;
+  }
+
+  /** The store, with the delivery ops noted so far written first (see `deliveryOps`). */
+  get store(): Store {
+    if (this.deliveryOps.size > 0) this.flushDeliveryOps();
+    return this.sessionStore;
+  }
+
+  /** Opens a delivery batch (nests); synchronous code only: the batch ends in the same turn. */
+  beginDeliveryBatch(): void {
+    this.batchDepth++;
+  }
+
+  endDeliveryBatch(): void {
+    if (--this.batchDepth === 0 && this.deliveryOps.size > 0) this.flushDeliveryOps();
   }
 
   /** Loads sessions, subscriptions and retained messages from the store. */
@@ -914,7 +938,26 @@ export class Broker {
   /** Records that a queued entry was sent with a packet id (persistent sessions only). */
   noteSent(session: Session, entry: DeliveryEntry): void {
     if (!session.persistent || entry.packetId === undefined) return;
-    this.store.markSent(session.clientId, session.epoch, entry.seq, entry.packetId).catch((err) => this.storeFault(session, err));
+    this.noteDeliveryOp(session, entry.seq, entry.packetId);
+  }
+
+  /** One `updateDeliveries` pair (seq 0: complete), written now or when the batch ends. */
+  private noteDeliveryOp(session: Session, seq: number, packetId: number): void {
+    let pending = this.deliveryOps.get(session);
+    if (pending !== undefined && pending.epoch !== session.epoch) {
+      this.flushDeliveryOps();
+      pending = undefined;
+    }
+    if (pending === undefined) this.deliveryOps.set(session, (pending = { epoch: session.epoch, ops: [] }));
+    pending.ops.push(seq, packetId);
+    if (this.batchDepth === 0) this.flushDeliveryOps();
+  }
+
+  private flushDeliveryOps(): void {
+    for (const [session, { epoch, ops }] of this.deliveryOps) {
+      this.sessionStore.updateDeliveries(session.clientId, epoch, ops).catch((err) => this.storeFault(session, err));
+    }
+    this.deliveryOps.clear();
   }
 
   /** Stores that an entry was given a packet id; resolves false (and kicks) on failure. */
@@ -946,7 +989,7 @@ export class Broker {
 
   noteCompleted(session: Session, packetId: number): void {
     if (!session.persistent) return;
-    this.store.completeDelivery(session.clientId, session.epoch, packetId).catch((err) => this.storeFault(session, err));
+    this.noteDeliveryOp(session, 0, packetId);
   }
 
   noteDropped(session: Session, seqs: number[]): void {

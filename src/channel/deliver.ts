@@ -6,6 +6,7 @@
 import { encodePublish, type IPubackPacket, type IPubcompPacket, type IPubrecPacket, type PublishProperties } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { DeliveryEntry, QoS, StoredMessage } from '../store/types.js';
+import type { Session } from '../session/session.js';
 import type { Channel } from './channel.js';
 
 /** Outcomes of `encodeDelivery` other than the bytes. */
@@ -80,6 +81,16 @@ export function pump(ch: Channel): void {
   if (ch.state !== 'connected' || !session) return;
   const window = Math.min(ch.clientReceiveMaximum, ch.broker.options.maxInflight);
   const now = Date.now();
+  // The `sent` records of this loop reach the store as one write (Broker.deliveryOps).
+  ch.broker.beginDeliveryBatch();
+  try {
+    pumpLoop(ch, session, window, now);
+  } finally {
+    ch.broker.endDeliveryBatch();
+  }
+}
+
+function pumpLoop(ch: Channel, session: Session, window: number, now: number): void {
   let dropped: number[] | undefined;
   while (session.inflightCount < window) {
     if (session.queueLength === 0) break;

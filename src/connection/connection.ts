@@ -106,7 +106,14 @@ export class Connection implements Transport, DecoderHandlers {
 
   onData(chunk: Buffer): void {
     this.stats.bytesReceived += chunk.length;
-    this.decoder.push(chunk);
+    // The store writes for the acks in one read go out together (Broker.deliveryOps).
+    const broker = this.channel.broker;
+    broker.beginDeliveryBatch();
+    try {
+      this.decoder.push(chunk);
+    } finally {
+      broker.endDeliveryBatch();
+    }
   }
 
   onClosed(): void {

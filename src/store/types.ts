@@ -217,6 +217,14 @@ export interface Store {
   completeDelivery(clientId: string, epoch: number, packetId: number): Promise<void>;
   /** Removes entries by seq, whatever their phase (expired, too large for the client, dropped). */
   dropDeliveries(clientId: string, epoch: number, seqs: number[]): Promise<void>;
+  /**
+   * Several `markSent` and `completeDelivery` of one session in one call, applied in order and
+   * all under one epoch check (stale: nothing is applied). `ops` is a flat list of pairs:
+   * `seq, packetId` is a `markSent`, `0, packetId` a `completeDelivery` (seqs start at 1). The
+   * broker gathers the ones of one event-loop step here (a drain of a backlog sends and completes
+   * thousands): one record, one round trip instead of one per message.
+   */
+  updateDeliveries(clientId: string, epoch: number, ops: readonly number[]): Promise<void>;
 
   // ---- inbound QoS 2 ----
   addIncomingQos2(clientId: string, epoch: number, packetId: number): Promise<void>;

@@ -200,9 +200,8 @@ export async function populate(store: Store): Promise<Populated> {
   await store.markReleased('alpha', a2.epoch, 1);
   await store.markSent('alpha', a2.epoch, alphaSeqs[1]!, 2);
   await store.markSent('alpha', a2.epoch, alphaSeqs[2]!, 3);
-  await store.markSent('alpha', a2.epoch, alphaSeqs[2]!, 30);
-  await store.markSent('alpha', a2.epoch, alphaSeqs[3]!, 4);
-  await store.completeDelivery('alpha', a2.epoch, 4);
+  // The rest as one updateDeliveries: later1 re-sent under 30, later2 sent then completed.
+  await store.updateDeliveries('alpha', a2.epoch, [alphaSeqs[2]!, 30, alphaSeqs[3]!, 4, 0, 4]);
   await store.dropDeliveries('alpha', a2.epoch, [alphaSeqs[4]!]);
   ids.alpha = ids.alpha!.filter((id) => id !== later[2]!.id && id !== later[3]!.id);
   await store.addIncomingQos2('alpha', a2.epoch, 11);

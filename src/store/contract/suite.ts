@@ -200,6 +200,7 @@ export function storeContract(name: string, make: () => Promise<ContractSubject>
         ['markReleased', (s, e) => s.markReleased('c1', e, 1)],
         ['completeDelivery', (s, e) => s.completeDelivery('c1', e, 2)],
         ['dropDeliveries', (s, e, seqs) => s.dropDeliveries('c1', e, seqs)],
+        ['updateDeliveries', (s, e, seqs) => s.updateDeliveries('c1', e, [seqs[2]!, 9, 0, 2])],
         ['addIncomingQos2', (s, e) => s.addIncomingQos2('c1', e, 8)],
         ['removeIncomingQos2', (s, e) => s.removeIncomingQos2('c1', e, 7)],
         [
@@ -244,6 +245,7 @@ export function storeContract(name: string, make: () => Promise<ContractSubject>
         await assertStale(store.markReleased(c, 1, 1), c, 1, undefined);
         await assertStale(store.completeDelivery(c, 1, 1), c, 1, undefined);
         await assertStale(store.dropDeliveries(c, 1, [1]), c, 1, undefined);
+        await assertStale(store.updateDeliveries(c, 1, [1, 1]), c, 1, undefined);
         await assertStale(store.addIncomingQos2(c, 1, 1), c, 1, undefined);
         await assertStale(store.removeIncomingQos2(c, 1, 1), c, 1, undefined);
         await assertStale(
@@ -603,6 +605,32 @@ export function storeContract(name: string, make: () => Promise<ContractSubject>
         await store.markSent('c', epoch, 999_999, 1);
         await store.markReleased('c', epoch, 77);
         await store.completeDelivery('c', epoch, 77);
+        assert.deepEqual(await dump(store), before);
+      });
+
+      test('updateDeliveries applies its markSent / completeDelivery pairs in order, as the single calls would', async () => {
+        // Two sessions with the same queue: one gets the single calls, the other one batch.
+        const single = await queue(4);
+        const other = await store.takeSession(record('d'), false);
+        const seqsD: number[] = [];
+        for (let i = 0; i < 4; i++) seqsD.push((await store.commitPublish({ message: message(`t/${i}`), deliveries: [{ clientId: 'd', qos: 1, retain: false }] })).seqs[0]!);
+        // seq index, packet id; index -1 = complete. Packet id 1 is completed and reused, seq 1
+        // re-sent under a new id, an unknown id completed, an unknown seq sent.
+        const script: Array<[number, number]> = [[0, 1], [1, 2], [-1, 1], [2, 1], [1, 5], [-1, 77], [-1, 2], [3, 6], [-1, 6], [99, 8]];
+        const seqOf = (seqs: number[], i: number) => (i === 99 ? 999_999 : seqs[i]!);
+        for (const [i, id] of script) {
+          if (i < 0) await store.completeDelivery('c', single.epoch, id);
+          else await store.markSent('c', single.epoch, seqOf(single.seqs, i), id);
+        }
+        await store.updateDeliveries('d', other.epoch, script.flatMap(([i, id]) => [i < 0 ? 0 : seqOf(seqsD, i), id]));
+        const shape = (deliveries: Array<{ seq: number; phase: string; packetId?: number }>, seqs: number[]) =>
+          deliveries.map((d) => [seqs.indexOf(d.seq), d.phase, d.packetId]);
+        const expected = [[1, 'sent', 5], [2, 'sent', 1]];
+        assert.deepEqual(shape((await store.getSession('c'))!.deliveries, single.seqs), expected);
+        assert.deepEqual(shape((await store.getSession('d'))!.deliveries, seqsD), expected);
+        // An empty batch changes nothing.
+        const before = await dump(store);
+        await store.updateDeliveries('d', other.epoch, []);
         assert.deepEqual(await dump(store), before);
       });
 

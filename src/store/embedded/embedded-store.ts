@@ -382,6 +382,9 @@ export class EmbeddedStore implements Store {
   dropDeliveries(clientId: string, epoch: number, seqs: number[]): Promise<void> {
     return this.core.dropDeliveries(clientId, epoch, seqs);
   }
+  updateDeliveries(clientId: string, epoch: number, ops: readonly number[]): Promise<void> {
+    return this.core.updateDeliveries(clientId, epoch, ops);
+  }
   addIncomingQos2(clientId: string, epoch: number, packetId: number): Promise<void> {
     return this.core.addIncomingQos2(clientId, epoch, packetId);
   }

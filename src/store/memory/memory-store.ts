@@ -140,6 +140,11 @@ export class MemoryStore implements Store {
     await this.commit(this.state.planDrop(clientId, epoch, seqs));
   }
 
+  async updateDeliveries(clientId: string, epoch: number, ops: readonly number[]): Promise<void> {
+    this.guard();
+    await this.commit(this.state.planDeliveries(clientId, epoch, ops));
+  }
+
   // ---- inbound QoS 2 ----
 
   async addIncomingQos2(clientId: string, epoch: number, packetId: number): Promise<void> {

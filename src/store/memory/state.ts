@@ -53,6 +53,8 @@ export type Mutation =
   | { t: 'released'; clientId: string; packetId: number }
   | { t: 'complete'; clientId: string; packetId: number }
   | { t: 'drop'; clientId: string; seqs: number[] }
+  /** `sent` / `complete` in order: pairs `seq, packetId`, seq 0 = complete (Store.updateDeliveries). */
+  | { t: 'deliveries'; clientId: string; ops: number[] }
   | { t: 'qos2-add'; clientId: string; packetId: number }
   | { t: 'qos2-remove'; clientId: string; packetId: number };
 
@@ -106,6 +108,25 @@ function newSession(record: SessionRecord, epoch: number, nextSeq: number): Sess
     byPacketId: new Map(),
     incomingQos2: new Set(),
   };
+}
+
+/** `sent`: the entry `seq` (if still there) is in flight under `packetId`. */
+function applySent(s: SessionState, seq: number, packetId: number): void {
+  const entry = s.entries.get(seq);
+  if (!entry) return;
+  if (entry.packetId !== undefined && s.byPacketId.get(entry.packetId) === entry.seq) {
+    s.byPacketId.delete(entry.packetId);
+  }
+  s.entries.set(entry.seq, { ...entry, phase: 'sent', packetId });
+  s.byPacketId.set(packetId, entry.seq);
+}
+
+/** `complete`: the entry in flight under `packetId` (if any) is gone. */
+function applyComplete(s: SessionState, packetId: number): void {
+  const seq = s.byPacketId.get(packetId);
+  if (seq === undefined) return;
+  s.byPacketId.delete(packetId);
+  s.entries.delete(seq);
 }
 
 export class StoreState {
@@ -241,6 +262,11 @@ export class StoreState {
     return present.length > 0 ? { t: 'drop', clientId, seqs: present } : null;
   }
 
+  planDeliveries(clientId: string, epoch: number, ops: readonly number[]): Mutation | null {
+    this.current(clientId, epoch);
+    return ops.length >= 2 ? { t: 'deliveries', clientId, ops: ops.slice(0, ops.length & ~1) } : null;
+  }
+
   planQos2Add(clientId: string, epoch: number, packetId: number): Mutation | null {
     const s = this.current(clientId, epoch);
     return s.incomingQos2.has(packetId) ? null : { t: 'qos2-add', clientId, packetId };
@@ -291,13 +317,17 @@ export class StoreState {
         return;
       case 'sent': {
         const s = this.sessions.get(m.clientId);
-        const entry = s?.entries.get(m.seq);
-        if (!s || !entry) return;
-        if (entry.packetId !== undefined && s.byPacketId.get(entry.packetId) === entry.seq) {
-          s.byPacketId.delete(entry.packetId);
+        if (s) applySent(s, m.seq, m.packetId);
+        return;
+      }
+      case 'deliveries': {
+        const s = this.sessions.get(m.clientId);
+        if (!s) return;
+        const ops = m.ops;
+        for (let i = 0; i + 1 < ops.length; i += 2) {
+          if (ops[i] === 0) applyComplete(s, ops[i + 1]!);
+          else applySent(s, ops[i]!, ops[i + 1]!);
         }
-        s.entries.set(entry.seq, { ...entry, phase: 'sent', packetId: m.packetId });
-        s.byPacketId.set(m.packetId, entry.seq);
         return;
       }
       case 'released': {
@@ -309,10 +339,7 @@ export class StoreState {
       }
       case 'complete': {
         const s = this.sessions.get(m.clientId);
-        const seq = s?.byPacketId.get(m.packetId);
-        if (!s || seq === undefined) return;
-        s.byPacketId.delete(m.packetId);
-        s.entries.delete(seq);
+        if (s) applyComplete(s, m.packetId);
         return;
       }
       case 'drop': {

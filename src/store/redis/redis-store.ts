@@ -510,6 +510,12 @@ export class RedisStore implements Store {
     await this.script('skeinDrop', [s, q, p], [String(epoch), ...seqs.map(String)], { write: true, fence: { clientId, epoch } });
   }
 
+  async updateDeliveries(clientId: string, epoch: number, ops: readonly number[]): Promise<void> {
+    if (ops.length < 2) return;
+    const [s, , q, p] = this.sessionKeys(clientId);
+    await this.script('skeinDeliveries', [s, q, p], [String(epoch), ...ops.slice(0, ops.length & ~1).map(String)], { write: true, fence: { clientId, epoch } });
+  }
+
   // ---- inbound QoS 2 ----
 
   async addIncomingQos2(clientId: string, epoch: number, packetId: number): Promise<void> {

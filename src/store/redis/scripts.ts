@@ -154,6 +154,34 @@ decref(msgid(e))
 return 1
 `,
   },
+  /** KEYS s q p; ARGV P epoch then pairs seq packetId: skeinSent, or skeinComplete when seq is 0. */
+  skeinDeliveries: {
+    lua: `${COMMON}${CHECK}
+for j = 3, #ARGV - 1, 2 do
+  local seq, id = ARGV[j], ARGV[j + 1]
+  if seq == '0' then
+    local s = redis.call('HGET', KEYS[3], id)
+    if s then
+      redis.call('HDEL', KEYS[3], id)
+      local e = redis.call('HGET', KEYS[2], s)
+      if e then
+        redis.call('HDEL', KEYS[2], s)
+        decref(msgid(e))
+      end
+    end
+  else
+    local e = redis.call('HGET', KEYS[2], seq)
+    if e then
+      local ph, pid, rest = string.match(e, '^(%a)|(%d*)|(.*)$')
+      if pid ~= '' and redis.call('HGET', KEYS[3], pid) == seq then redis.call('HDEL', KEYS[3], pid) end
+      redis.call('HSET', KEYS[2], seq, 's|' .. id .. '|' .. rest)
+      redis.call('HSET', KEYS[3], id, seq)
+    end
+  end
+end
+return 1
+`,
+  },
   /** KEYS s q p; ARGV P epoch seq... */
   skeinDrop: {
     lua: `${COMMON}${CHECK}
