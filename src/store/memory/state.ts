@@ -23,7 +23,7 @@ import {
   type SubscriptionRecord,
   type TakeSessionResult,
 } from '../types.js';
-import { deepCopy } from './clone.js';
+import { copyEntry, deepCopy } from './clone.js';
 
 /** A delivery as it lands in a session queue (the seq is fixed by the plan). */
 export interface PlannedDelivery {
@@ -117,7 +117,11 @@ function applySent(s: SessionState, seq: number, packetId: number): void {
   if (entry.packetId !== undefined && s.byPacketId.get(entry.packetId) === entry.seq) {
     s.byPacketId.delete(entry.packetId);
   }
-  s.entries.set(entry.seq, { ...entry, phase: 'sent', packetId });
+  // A new object (entries are replaced, not changed), built field by field: a spread was the
+  // largest single cost of a backlog drain.
+  const sent: DeliveryEntry = { seq: entry.seq, message: entry.message, qos: entry.qos, retain: entry.retain, phase: 'sent', packetId };
+  if (entry.subscriptionIds !== undefined) sent.subscriptionIds = entry.subscriptionIds;
+  s.entries.set(entry.seq, sent);
   s.byPacketId.set(packetId, entry.seq);
 }
 
@@ -170,7 +174,7 @@ export class StoreState {
       record: deepCopy(s.record),
       epoch: s.epoch,
       subscriptions: [...s.subs.values()].map((sub) => deepCopy(sub)),
-      deliveries: [...s.entries.values()].map((e) => deepCopy(e)),
+      deliveries: Array.from(s.entries.values(), copyEntry),
       incomingQos2: [...s.incomingQos2],
     };
   }
