@@ -324,6 +324,7 @@ function dropUnreadable(ch: Channel): void {
   const session = ch.session!;
   const broker = ch.broker;
   const may = (e: DeliveryEntry) => broker.authorizer.authorizeDelivery(ch.identity, e.message.topic);
+  const mayNot = (e: DeliveryEntry) => !may(e);
   const dropped: number[] = [];
   for (const [packetId, e] of session.inflightView) {
     if (e.phase === 'sent' && !may(e)) {
@@ -331,7 +332,8 @@ function dropUnreadable(ch: Channel): void {
       dropped.push(e.seq);
     }
   }
-  if (session.queueLength > 0) {
+  // The queue is rebuilt only when something in it has to go (a backlog is usually all readable).
+  if (session.queueLength > 0 && session.someQueued(mayNot)) {
     for (const e of session.clearQueue()) {
       if (may(e)) session.pushQueued(e);
       else dropped.push(e.seq);

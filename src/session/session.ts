@@ -87,7 +87,12 @@ export class Session {
   /** Restores queued entries and in-flight entries from a stored snapshot, in seq order. */
   restore(entries: DeliveryEntry[]): void {
     for (const e of entries) {
-      if (e.phase === 'queued' || e.packetId === undefined) this.pushQueued({ ...e, phase: 'queued', packetId: undefined });
+      // The snapshot's entries are the caller's own copies (Store hands out copies): changed in place.
+      if (e.phase === 'queued' || e.packetId === undefined) {
+        e.phase = 'queued';
+        e.packetId = undefined;
+        this.pushQueued(e);
+      }
       else this.inflight.set(e.packetId, e);
       if (e.packetId !== undefined && e.packetId >= this.nextPacketId) this.nextPacketId = (e.packetId % 65535) + 1;
     }
@@ -104,6 +109,12 @@ export class Session {
     if (this.queue === NO_QUEUE) this.queue = [];
     this.queue.push(entry);
     this.queuedBytes += entry.message.payload.length;
+  }
+
+  /** True when `pred` holds for some queued entry (in queue order, stops at the first). */
+  someQueued(pred: (e: DeliveryEntry) => boolean): boolean {
+    for (let i = this.queueHead; i < this.queue.length; i++) if (pred(this.queue[i]!)) return true;
+    return false;
   }
 
   peekQueued(): DeliveryEntry | undefined {
