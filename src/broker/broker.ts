@@ -112,8 +112,12 @@ export interface PublishOrigin {
 
 export interface PublishOutcome {
   /** Number of sessions the message was routed to. */
-  matched: number;
+  readonly matched: number;
 }
+
+/** Shared outcomes for the common counts: no object per publish (outcomes are read-only). */
+const OUTCOMES: readonly PublishOutcome[] = Array.from({ length: 64 }, (_, matched) => Object.freeze({ matched }));
+const outcomeOf = (matched: number): PublishOutcome => OUTCOMES[matched] ?? { matched };
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -736,7 +740,7 @@ export class Broker {
 
     if (remote) for (const [node, list] of remote) this.cluster!.forward(node, message, list);
     if (durable === undefined && retain === undefined && origin.incomingQos2 === undefined) {
-      return { matched };
+      return outcomeOf(matched);
     }
     return this.commitDurable(message, origin, matched, durable ?? [], durableSessions ?? [], retain);
   }
@@ -790,7 +794,7 @@ export class Broker {
       this.targets.get(session.clientId)?.pump();
     }
     if (stored) for (const [node, list] of stored) this.cluster!.forward(node, message, list);
-    return { matched };
+    return outcomeOf(matched);
   }
 
   /** Deliveries forwarded by another node for clients connected here. */

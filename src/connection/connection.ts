@@ -15,13 +15,19 @@ import { Channel, type ChannelDeps, type Transport } from '../channel/channel.js
  * handled before anything is written, and each connection gets one write per turn.
  */
 let pendingFlush: Connection[] = [];
+/** The other list: the two are swapped by each flush, so no array is made per turn. */
+let spareFlush: Connection[] = [];
 let flushScheduled = false;
 
 function flushAll(): void {
   flushScheduled = false;
   const list = pendingFlush;
-  pendingFlush = [];
-  for (const c of list) c.flush();
+  // Writes made while flushing (a channel resumed by a write that went through) go to the
+  // other list and get the next turn's flush.
+  pendingFlush = spareFlush;
+  for (let i = 0; i < list.length; i++) list[i]!.flush();
+  list.length = 0;
+  spareFlush = list;
 }
 
 const CONN = Symbol('skein.connection');
@@ -49,8 +55,9 @@ export class Connection implements Transport, DecoderHandlers {
   readonly channel: Channel;
   private readonly decoder: Decoder;
   private version: 3 | 4 | 5 = 4;
-  /** Output of this event-loop turn, written by `flush`. */
-  private out: Buffer[] | undefined;
+  /** Output of this event-loop turn, written by `flush`: one Buffer (the common case: no array
+   *  per turn) or, from the second write on, a list of them. */
+  private out: Buffer | Buffer[] | undefined;
   private outBytes = 0;
   private ended = false;
   private registry: Set<Connection> | undefined;
@@ -143,14 +150,16 @@ export class Connection implements Transport, DecoderHandlers {
     if (this.ended || this.stream.destroyed) return;
     this.stats.bytesSent += bytes.length;
     this.outBytes += bytes.length;
-    if (this.out !== undefined) {
-      this.out.push(bytes);
+    const out = this.out;
+    if (out !== undefined) {
+      if (Array.isArray(out)) out.push(bytes);
+      else this.out = [out, bytes];
       // A large burst (a publisher's 64 KB read fanned out) goes out now rather than growing
       // one huge write at the end of the turn.
       if (this.outBytes >= CONCAT_MAX) this.flush();
       return;
     }
-    this.out = [bytes];
+    this.out = bytes;
     pendingFlush.push(this);
     if (!flushScheduled) {
       flushScheduled = true;
@@ -167,9 +176,7 @@ export class Connection implements Transport, DecoderHandlers {
     this.outBytes = 0;
     const stream = this.stream;
     if (stream.destroyed) return;
-    let ok: boolean;
-    if (out.length === 1) ok = stream.write(out[0]);
-    else ok = stream.write(Buffer.concat(out, n));
+    const ok = stream.write(Array.isArray(out) ? Buffer.concat(out, n) : out);
     // The stream took it without queueing: a channel that held back output may go on ('drain'
     // only follows a write that was refused).
     if (ok) this.channel.onWritable();
