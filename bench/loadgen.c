@@ -70,6 +70,9 @@
  * "genCpu" = CPU time of this process / wall time of the measurement (share of one core);
  * "brokerCpu" = the same for the broker with --broker-pid (run time of all its threads from
  * /proc/PID/task/TID/schedstat, else utime + stime of /proc/PID/stat), else null.
+ * --sub-port P: subscribers connect to port P (another node of a cluster), publishers to --port;
+ * the generator then waits 300 ms after subscribing, before publishing, so the publishers' node
+ * has learnt the routes through the cluster's store.
  * Exit status 1 on a connection failure.
  */
 #define _GNU_SOURCE
@@ -140,6 +143,8 @@ static size_t g_prefixlen;
 static int g_nfilters = 10000, g_nsub_filters = 10;
 static int g_retained = 10000;
 static int g_backlog = 10000;
+/* --sub-port: subscribers connect to this port (another node of a cluster), publishers to --port */
+static int g_sub_port = 0;
 static unsigned char *g_seen;         /* backlog: sequence numbers received */
 static uint64_t g_distinct, g_dups;
 
@@ -893,9 +898,11 @@ static int run_backlog(const char *host, int port, double timeout) {
   g_seen = calloc((size_t)g_backlog, 1);
 
   /* 1. the persistent subscriber subscribes and goes away */
-  int fd = mqtt_connect_ex(host, port, subid, 0, 60, NULL);
+  int sport = g_sub_port ? g_sub_port : port;
+  int fd = mqtt_connect_ex(host, sport, subid, 0, 60, NULL);
   mqtt_subscribe(fd, topic, 1);
   mqtt_disconnect_wait(fd);
+  if (sport != port) usleep(300000); /* the publisher's node learns the route through the store */
 
   /* 2. B QoS 1 messages queued for it, --window in flight */
   int pfd = mqtt_connect(host, port, pubid);
@@ -938,7 +945,7 @@ static int run_backlog(const char *host, int port, double timeout) {
   double cpu0 = cpu_s(), b0 = broker_cpu_s();
   uint64_t t0 = now_ns();
   int sp = 0;
-  fd = mqtt_connect_ex(host, port, subid, 0, 60, &sp);
+  fd = mqtt_connect_ex(host, sport, subid, 0, 60, &sp);
   struct conn *c = new_conn(fd, SUB, 0, topic);
   uint64_t t_done = 0, deadline = t0 + (uint64_t)(timeout * 1e9), last = t0, last_n = 0;
   struct epoll_event evs[8];
@@ -967,7 +974,7 @@ static int run_backlog(const char *host, int port, double timeout) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   mqtt_disconnect_wait(fd);
   /* 4. remove the session */
-  fd = mqtt_connect_ex(host, port, subid, 1, 60, NULL);
+  fd = mqtt_connect_ex(host, sport, subid, 1, 60, NULL);
   mqtt_disconnect_wait(fd);
 
   extra(",\"backlog\":%d,\"queueSeconds\":%.3f,\"queueRate\":%.0f,\"sessionPresent\":%d,\"drainSeconds\":%.3f,\"drainRate\":%.0f,"
@@ -1045,7 +1052,7 @@ static void usage(void) {
           "               [--qos 0|1|2] [--publishers N] [--subscribers N] [--pairs N] [--window 32]\n"
           "               [--rate msg/s] [--payload 64] [--seconds 3] [--warmup 1] [--topic bench/PID]\n"
           "               [--filters 10000] [--connections 10000] [--outstanding 100] [--hold 2]\n"
-          "               [--retained 10000] [--backlog 10000] [--timeout 60] [--broker-pid PID]\n");
+          "               [--retained 10000] [--backlog 10000] [--timeout 60] [--broker-pid PID] [--sub-port PORT]\n");
   exit(2);
 }
 
@@ -1059,6 +1066,7 @@ int main(int argc, char **argv) {
     i++;
     if (!strcmp(a, "--host")) host = v;
     else if (!strcmp(a, "--port")) port = atoi(v);
+    else if (!strcmp(a, "--sub-port")) g_sub_port = atoi(v);
     else if (!strcmp(a, "--scenario")) scenario = v;
     else if (!strcmp(a, "--qos")) g_qos = atoi(v);
     else if (!strcmp(a, "--publishers")) npub = atoi(v);
@@ -1189,7 +1197,7 @@ int main(int argc, char **argv) {
       sprintf(t, "%s/%d", topic, i);
     }
     snprintf(id, sizeof id, "lg-%d-sub-%d", (int)pid, i);
-    int fd = mqtt_connect(host, port, id);
+    int fd = mqtt_connect(host, g_sub_port ? g_sub_port : port, id);
     if (g_mode == M_FILTERS) {
       int mine = 0;
       char **own = calloc((size_t)g_nfilters / (size_t)nsub + 1, sizeof *own);
@@ -1202,6 +1210,9 @@ int main(int argc, char **argv) {
     } else mqtt_subscribe(fd, t, g_qos);
     subs[i] = new_conn(fd, SUB, i, t);
   }
+  /* Another node learns of the subscriptions through the cluster's store: give it a moment
+     before publishing (the warm-up window covers any later settling). */
+  if (g_sub_port && g_sub_port != port) usleep(300000);
   for (int i = 0; i < npub; i++) {
     char *t = strdup(topic);
     if (pairs) {

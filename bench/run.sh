@@ -5,7 +5,8 @@
 #   RUNS=2 SECS=1 bash bench/run.sh              # quicker
 #   ONLY="fanin-q1 idle" BROKERS="skein mosquitto" bash bench/run.sh
 #
-# Environment: RUNS (5), SECS (3, measured window), WARMUP (1), BROKERS ("skein mosquitto aedes"),
+# Environment: RUNS (5), SECS (3, measured window), WARMUP (1), BROKERS ("skein mosquitto aedes",
+# plus skein-cluster when redis-server is installed),
 # ONLY (scenario names), OUT (directory for the raw results, default a new /tmp/skein-bench.*),
 # SK_PORT/MQ_PORT/AE_PORT (18852/18851/18853), QUEUE (per-session queue limit set on every
 # broker, 20000), FILTERS/RETAINED/BACKLOG/IDLE_CONNS (10000 each), IDLE_OUTSTANDING (100),
@@ -30,6 +31,11 @@
 #              log_type error + warning (no per-connection log lines; Skein logs at warn).
 #   Aedes      node bench/aedes-server.mjs PORT (npm aedes, in-memory persistence, TCP_NODELAY);
 #              Aedes has no per-session queue limit to set.
+#   skein-cluster  the cluster scenarios (the cluster issue's benchmark): redis-server (no
+#              persistence) and two Skein nodes with --redis and the Skein settings above, all
+#              three on core 0; publishers connect to node A (SK_PORT), subscribers to node B
+#              (CL_PORT, 18862) so every message crosses nodes through Redis. Only the scenarios
+#              in CLUSTER_SCENARIOS run on it; brokerCpu is node A's alone.
 #
 # Output: one line per run on stdout (also the raw JSON lines under $OUT/<broker>.<scenario>.jsonl,
 # failures' stderr in $OUT/<broker>.<scenario>.err, broker logs in $OUT/<broker>.log), then the
@@ -45,7 +51,6 @@ SK_PORT=${SK_PORT:-18852}
 MQ_PORT=${MQ_PORT:-18851}
 AE_PORT=${AE_PORT:-18853}
 OUT=${OUT:-$(mktemp -d /tmp/skein-bench.XXXXXX)}
-BROKERS=${BROKERS:-"skein mosquitto aedes"}
 QUEUE=${QUEUE:-20000}
 FILTERS=${FILTERS:-10000}
 RETAINED=${RETAINED:-10000}
@@ -53,6 +58,14 @@ BACKLOG=${BACKLOG:-10000}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_OUTSTANDING=${IDLE_OUTSTANDING:-100}
 BENCH_SKEIN_ENV=${BENCH_SKEIN_ENV:-}
+CL_PORT=${CL_PORT:-18862}
+CL_REDIS_PORT=${CL_REDIS_PORT:-26391}
+CLUSTER_SCENARIOS=${CLUSTER_SCENARIOS:-"fanin-q1 fanout-q1 pairs-q1 latency-q1 backlog-q1"}
+if [[ -z "${BROKERS:-}" ]]; then
+  BROKERS="skein mosquitto aedes"
+  if command -v redis-server >/dev/null; then BROKERS="$BROKERS skein-cluster"
+  else echo "redis-server not found: the cluster scenarios (skein-cluster) are skipped (apt-get install redis-server)" >&2; fi
+fi
 mkdir -p "$OUT"
 
 SCENARIOS=(
@@ -72,8 +85,8 @@ SCENARIOS=(
 
 for b in $BROKERS; do
   case $b in
-    skein | mosquitto | aedes) ;;
-    *) echo "unknown broker '$b' in BROKERS (skein, mosquitto, aedes)" >&2; exit 2 ;;
+    skein | mosquitto | aedes | skein-cluster) ;;
+    *) echo "unknown broker '$b' in BROKERS (skein, mosquitto, aedes, skein-cluster)" >&2; exit 2 ;;
   esac
 done
 if ((BACKLOG > QUEUE || RETAINED > QUEUE)); then
@@ -115,24 +128,35 @@ connection_messages false
 EOF
 
 BPID=""
+EXTRA_PIDS=""
 DATA_DIR=""
-stop_broker() {
-  if [[ -n "$BPID" ]] && kill -0 "$BPID" 2>/dev/null; then
-    kill "$BPID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$BPID" 2>/dev/null || true
-    wait "$BPID" 2>/dev/null || true
+SUB_ARGS=""
+stop_pid() {
+  local pid=$1
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
+}
+stop_broker() {
+  stop_pid "$BPID"
+  # The cluster's second node, then its redis-server (last, so the nodes stop cleanly).
+  for pid in $EXTRA_PIDS; do stop_pid "$pid"; done
   BPID=""
+  EXTRA_PIDS=""
+  SUB_ARGS=""
   if [[ -n "$DATA_DIR" ]]; then rm -rf "$DATA_DIR"; DATA_DIR=""; fi
 }
 trap stop_broker EXIT INT TERM
 
+# wait_port PORT LOGNAME [PID]: until PORT accepts (PID, default BPID, must stay alive).
 wait_port() {
-  local port=$1
+  local port=$1 pid=${3:-$BPID}
   for _ in $(seq 1 150); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    kill -0 "$BPID" 2>/dev/null || break
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   echo "broker did not open port $port (log: $OUT/$2.log)" >&2
@@ -154,9 +178,37 @@ wait_idle() {
   echo "warning: broker still busy before the run" >&2
 }
 
+# One Skein node in the background: start_skein PORT DATA_DIR LOG [extra args]; sets SKEIN_PID.
+start_skein() {
+  local port=$1 dir=$2 log=$3
+  shift 3
+  local maxconn=$((IDLE_CONNS + 1000 > 100000 ? IDLE_CONNS + 1000 : 100000))
+  # shellcheck disable=SC2086
+  env SKEIN_LIMITS__CONNECT_RATE_PER_SOURCE=0 SKEIN_LIMITS__CONNECT_RATE=0 \
+    SKEIN_LIMITS__MAX_QUEUED_MESSAGES="$QUEUE" SKEIN_LIMITS__MAX_SUBSCRIPTIONS_PER_CLIENT="$FILTERS" \
+    SKEIN_LIMITS__MAX_CONNECTIONS="$maxconn" $BENCH_SKEIN_ENV \
+    taskset -c 0 node bin/skein.js start -p "$port" --host 127.0.0.1 \
+    --data-dir "$dir" --log-level "${BENCH_SKEIN_LOG:-warn}" "$@" >>"$log" 2>&1 &
+  SKEIN_PID=$!
+}
+
 start_broker() {
   local name=$1 log=$OUT/$1.log
   case $name in
+    skein-cluster)
+      DATA_DIR=$(mktemp -d /tmp/skein-bench-data.XXXXXX)
+      taskset -c 0 redis-server --port "$CL_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$DATA_DIR" >>"$OUT/skein-cluster.redis.log" 2>&1 &
+      local rpid=$!
+      for _ in $(seq 1 50); do redis-cli -p "$CL_REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+      start_skein "$CL_PORT" "$DATA_DIR/b" "$OUT/skein-cluster.b.log" --node-id bench-b --redis "redis://127.0.0.1:$CL_REDIS_PORT"
+      EXTRA_PIDS="$SKEIN_PID $rpid"
+      start_skein "$SK_PORT" "$DATA_DIR/a" "$log" --node-id bench-a --redis "redis://127.0.0.1:$CL_REDIS_PORT"
+      BPID=$SKEIN_PID
+      PORT=$SK_PORT
+      SUB_ARGS="--sub-port $CL_PORT"
+      wait_port "$CL_PORT" "skein-cluster.b" "${EXTRA_PIDS%% *}" || return 1
+      ;;
     mosquitto)
       taskset -c 0 /usr/sbin/mosquitto -c "$OUT/mosquitto.conf" >>"$log" 2>&1 &
       BPID=$!
@@ -164,14 +216,8 @@ start_broker() {
       ;;
     skein)
       DATA_DIR=$(mktemp -d /tmp/skein-bench-data.XXXXXX)
-      local maxconn=$((IDLE_CONNS + 1000 > 100000 ? IDLE_CONNS + 1000 : 100000))
-      # shellcheck disable=SC2086
-      env SKEIN_LIMITS__CONNECT_RATE_PER_SOURCE=0 SKEIN_LIMITS__CONNECT_RATE=0 \
-        SKEIN_LIMITS__MAX_QUEUED_MESSAGES="$QUEUE" SKEIN_LIMITS__MAX_SUBSCRIPTIONS_PER_CLIENT="$FILTERS" \
-        SKEIN_LIMITS__MAX_CONNECTIONS="$maxconn" $BENCH_SKEIN_ENV \
-        taskset -c 0 node bin/skein.js start -p "$SK_PORT" --host 127.0.0.1 \
-        --data-dir "$DATA_DIR" --log-level "${BENCH_SKEIN_LOG:-warn}" >>"$log" 2>&1 &
-      BPID=$!
+      start_skein "$SK_PORT" "$DATA_DIR" "$log"
+      BPID=$SKEIN_PID
       PORT=$SK_PORT
       ;;
     aedes)
@@ -192,6 +238,7 @@ for entry in "${SCENARIOS[@]}"; do
   names+=("$name")
   for run in $(seq 1 "$RUNS"); do
     for broker in $BROKERS; do
+      if [[ $broker == skein-cluster && " $CLUSTER_SCENARIOS " != *" $name "* ]]; then continue; fi
       if ! start_broker "$broker"; then
         echo "$broker $name $run FAILED: broker did not start" | tee -a "$OUT/failures.txt" >&2
         stop_broker
@@ -201,7 +248,7 @@ for entry in "${SCENARIOS[@]}"; do
       err=$OUT/$broker.$name.err
       # shellcheck disable=SC2086
       if line=$(timeout $((${SECS%.*} + ${WARMUP%.*} + 120)) taskset -c 1 bench/loadgen --port "$PORT" --broker-pid "$BPID" \
-        --seconds "$SECS" --warmup "$WARMUP" $args 2>>"$err"); then
+        --seconds "$SECS" --warmup "$WARMUP" $SUB_ARGS $args 2>>"$err"); then
         echo "$broker $name $run $line"
         echo "$line" >>"$OUT/$broker.$name.jsonl"
       else
@@ -227,7 +274,7 @@ done
 const fs = require('node:fs');
 const [dir, brokerList, runs, ...names] = process.argv.slice(2);
 const brokers = brokerList.split(/\s+/).filter(Boolean);
-const label = { skein: 'Skein', mosquitto: 'Mosquitto', aedes: 'Aedes' };
+const label = { skein: 'Skein', mosquitto: 'Mosquitto', aedes: 'Aedes', 'skein-cluster': 'Skein cluster' };
 const ref = brokers.includes('skein') ? 'skein' : brokers[0];
 const peers = brokers.filter((b) => b !== ref);
 const sorted = (xs) => xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((x, y) => x - y);
@@ -281,6 +328,7 @@ for (const name of names) {
 }
 console.log('');
 console.log('Ratios are medians divided: above 1 means Skein higher (better, except for latency and KB per connection).');
+if (brokers.includes('skein-cluster')) console.log('Skein cluster: 2 nodes + redis-server on core 0, publishers on node A, subscribers on node B (every message crosses nodes); its CPU is node A only; Skein / Skein cluster is what one node does against the cluster.');
 console.log('CPU rows: medians of genCpu / brokerCpu, shares of one core over the measured window (idle: the connect ramp; backlog: the drain).');
 EOF
   if [[ -s "$OUT/failures.txt" ]]; then

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO_ROOT, killAll, runProc, startProc, tempDir, type Proc } from '../interop/helpers.js';
+import { startClusterNode } from '../cluster/testing.js';
+import { startRedis } from '../testing/redis.js';
 
 const SKEIN = join(REPO_ROOT, 'bin', 'skein.js');
 const SOURCE = join(REPO_ROOT, 'bench', 'loadgen.c');
@@ -173,5 +175,40 @@ describe('bench/loadgen.c against skein start', () => {
 
   it('the broker is still running after all scenarios', () => {
     assert.equal(broker.exit, undefined, broker.describe());
+  });
+});
+
+describe('bench/loadgen.c --sub-port: publishers on one cluster node, subscribers on another', () => {
+  const dir = tempDir('skein-loadgen-cluster-');
+  const binary = join(dir.path, 'loadgen');
+
+  after(async () => {
+    await killAll();
+    dir.remove();
+  });
+
+  it('fanin QoS 1 and backlog cross nodes (as bench/run.sh runs skein-cluster)', { timeout: 90_000 }, async (t) => {
+    if (!haveGcc()) throw new Error(GCC_MISSING);
+    const cc = await runProc('gcc', ['-O2', '-Wall', '-Werror', '-o', binary, SOURCE], 60_000);
+    assert.equal(cc.exit?.code, 0, `gcc failed:\n${cc.describe()}`);
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const url = `redis://127.0.0.1:${redis.port}`;
+    const env = { SKEIN_LIMITS__CONNECT_RATE_PER_SOURCE: '0', SKEIN_LIMITS__CONNECT_RATE: '0' };
+    const a = await startClusterNode('lg-a', url, { env });
+    const b = await startClusterNode('lg-b', url, { env });
+    const gen = async (args: string[]): Promise<Result> => {
+      const p = await runProc(binary, ['--port', String(a.port), '--sub-port', String(b.port), '--broker-pid', String(a.proc.child.pid), '--seconds', '0.5', '--warmup', '0.2', ...args], 30_000);
+      assert.equal(p.exit?.code, 0, p.describe());
+      return JSON.parse(p.lines[0]!) as Result;
+    };
+    const fanin = await gen(['--scenario', 'fanin', '--qos', '1', '--publishers', '3', '--window', '8']);
+    assert.ok(fanin.delivered > 0 && fanin.acked > 0, JSON.stringify(fanin));
+    // The backlog is queued through node a for a session that lives on node b: all of it, once.
+    const backlog = await gen(['--scenario', 'backlog', '--backlog', '300', '--window', '16']);
+    assert.equal(backlog.complete, true, JSON.stringify(backlog));
+    assert.equal(backlog.distinct, 300);
+    assert.equal(backlog.duplicates, 0);
+    assert.equal(backlog.sessionPresent, 1);
   });
 });
