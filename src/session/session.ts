@@ -4,6 +4,7 @@
  * No I/O here: the channel drives it and mirrors changes of persistent sessions into the store.
  */
 import type { DeliveryEntry, SessionRecord, SubscriptionRecord } from '../store/types.js';
+import { InflightTable, NO_INFLIGHT, type InflightView } from './inflight.js';
 
 export interface QueueLimits {
   maxQueuedMessages: number;
@@ -11,7 +12,6 @@ export interface QueueLimits {
 }
 
 const NO_SUBSCRIPTIONS: ReadonlyMap<string, SubscriptionRecord> = new Map();
-const NO_ENTRIES: ReadonlyMap<number, DeliveryEntry> = new Map();
 const NO_IDS: ReadonlySet<number> = new Set();
 const NO_QUEUE: DeliveryEntry[] = [];
 
@@ -26,7 +26,7 @@ export class Session {
   private queue: DeliveryEntry[] = NO_QUEUE;
   private queueHead = 0;
   queuedBytes = 0;
-  private _inflight: Map<number, DeliveryEntry> | undefined;
+  private _inflight: InflightTable | undefined;
   private _incomingQos2: Set<number> | undefined;
   /** Set when another node took the session over: no more store writes from this copy. */
   evicted = false;
@@ -53,13 +53,13 @@ export class Session {
     return this._subscriptions ?? NO_SUBSCRIPTIONS;
   }
 
-  /** Entries sent and not yet acknowledged, by packet identifier, in send order (creates the map). */
-  get inflight(): Map<number, DeliveryEntry> {
-    return (this._inflight ??= new Map());
+  /** Entries sent and not yet acknowledged, by packet identifier, in send order (creates the table). */
+  get inflight(): InflightTable {
+    return (this._inflight ??= new InflightTable());
   }
 
-  get inflightView(): ReadonlyMap<number, DeliveryEntry> {
-    return this._inflight ?? NO_ENTRIES;
+  get inflightView(): InflightView {
+    return this._inflight ?? NO_INFLIGHT;
   }
 
   get inflightCount(): number {
@@ -149,12 +149,13 @@ export class Session {
    * when all 65535 are taken.
    */
   allocatePacketId(): number | undefined {
-    const inflight = this.inflightView;
+    const inflight = this.inflight;
     if (inflight.size >= 65535) return undefined;
     for (;;) {
       const id = this.nextPacketId;
       this.nextPacketId = id === 65535 ? 1 : id + 1;
-      if (!inflight.has(id)) return id;
+      // Not in use [MQTT-2.2.1-3], and free in the table's layout (see inflight.ts).
+      if (inflight.freeFor(id)) return id;
     }
   }
 }
