@@ -105,6 +105,8 @@ export class Channel implements DeliveryTarget, ClientIdentity {
   /** Inbound topic aliases (MQTT 5.0 §3.3.2.3.4): alias -> topic name; created on first use
    *  (idle connections are kept small: every field here costs memory per connection). */
   topicAliases: Map<number, string> | undefined;
+  /** The last topic name of this client's PUBLISH that passed validateTopicName (publish.ts). */
+  lastValidTopic: string | undefined = undefined;
   /** Inbound QoS 1/2 PUBLISH not yet fully acknowledged (for Receive Maximum [MQTT-3.3.4-9]). */
   inboundInFlight = 0;
   requestProblemInformation = true;

@@ -60,10 +60,15 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   } else if (topic.length === 0) {
     return ch.fail(ch.isV5 ? RC.ProtocolError : RC.TopicNameInvalid, 'empty topic name without topic alias');
   }
-  const bad = validateTopicName(topic, { maxLength: o.maxTopicLength, maxLevels: o.maxTopicLevels });
-  if (bad) {
-    broker.stats.limit('topic_name');
-    return ch.fail(RC.TopicNameInvalid, `topic name: ${bad}`);
+  // The same string as the last valid topic (the decoder hands out the same string for the
+  // same bytes, see TopicMemo) needs no second check: the limits are the broker's, fixed.
+  if (topic !== ch.lastValidTopic) {
+    const bad = validateTopicName(topic, { maxLength: o.maxTopicLength, maxLevels: o.maxTopicLevels });
+    if (bad) {
+      broker.stats.limit('topic_name');
+      return ch.fail(RC.TopicNameInvalid, `topic name: ${bad}`);
+    }
+    ch.lastValidTopic = topic;
   }
   const qos = p.qos;
   if (qos > o.maxQos) return ch.fail(RC.QoSNotSupported, `QoS ${qos} not supported`); // [MQTT-3.2.2-11]

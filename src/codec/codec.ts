@@ -18,7 +18,7 @@ import mqttPacket from 'mqtt-packet';
 (mqttPacket as unknown as { writeToStream: { cacheNumbers: boolean } }).writeToStream.cacheNumbers = false;
 import type { IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { FrameReader } from './framer.js';
-import { decodeFast, MISSING_PACKET_ID } from './fast-decode.js';
+import { decodeFast, MISSING_PACKET_ID, type TopicMemo } from './fast-decode.js';
 import { encodeAckFast, encodeEmpty, encodePublishFast } from './fast-encode.js';
 import { RC } from './reason-codes.js';
 import { readUtf8, utf8Problem } from './utf8.js';
@@ -84,8 +84,10 @@ const NO_FAST_PATH = 0x10;
  * number of flags. There is no mqtt-packet parser per connection: since a whole packet is parsed
  * synchronously in one call, one parser is shared by the whole process (see `decodeWithMqttPacket`).
  */
-export class Decoder extends FrameReader {
+export class Decoder extends FrameReader implements TopicMemo {
   private flags: number;
+  /** See TopicMemo (fast-decode.ts). */
+  lastTopic: string | undefined = undefined;
 
   constructor(
     private readonly handlers: DecoderHandlers,
@@ -111,7 +113,7 @@ export class Decoder extends FrameReader {
     if (this.failed) return;
     const flags = this.flags;
     const version = flags & VERSION_BITS;
-    let r = (flags & NO_FAST_PATH) === 0 ? decodeFast(buf, start, total, remainingLength, version) : undefined;
+    let r = (flags & NO_FAST_PATH) === 0 ? decodeFast(buf, start, total, remainingLength, version, this) : undefined;
     if (r === undefined) r = decodeWithMqttPacket(buf.subarray(start, start + total), version, (flags & BRIDGE) !== 0);
     if (typeof r !== 'string' && r.cmd === 'connect' && r.protocolVersion) {
       // Later packets of this connection are decoded in the version CONNECT named (and, as

@@ -58,14 +58,14 @@ const ACK_NAMES = ['', '', '', '', 'puback', 'pubrec', 'pubrel', 'pubcomp'] as c
  * Remaining Length is `length`, in protocol version `version` (3, 4 or 5). Positions below are
  * absolute in `frame`.
  */
-export function decodeFast(frame: Buffer, start: number, total: number, length: number, version: number): FastResult {
+export function decodeFast(frame: Buffer, start: number, total: number, length: number, version: number, memo?: TopicMemo): FastResult {
   const b0 = frame[start]!;
   const off = start + total - length; // first byte after the fixed header
   switch (b0 >> 4) {
     case 1:
       return decodeConnect(frame, b0, off, length);
     case 3:
-      return decodePublish(frame, b0, off, length, version);
+      return decodePublish(frame, b0, off, length, version, memo);
     case 4:
     case 5:
     case 6:
@@ -181,7 +181,25 @@ function decodeConnect(frame: Buffer, b0: number, off: number, length: number): 
   return p as unknown as Packet;
 }
 
-function decodePublish(frame: Buffer, b0: number, off: number, length: number, version: number): FastResult {
+/**
+ * The last topic name a connection's PUBLISH carried (held by its Decoder). Devices publish to
+ * the same few topics over and over: when the next topic's bytes are the same, the same string
+ * is returned, which saves decoding it, a string per message, and (since a string caches its
+ * hash) re-hashing it for the routing cache. Only ASCII topics are kept: for them equal bytes
+ * mean an equal string.
+ */
+export interface TopicMemo {
+  lastTopic: string | undefined;
+}
+
+/** True when bytes [pos, end) of `frame` are the characters of the ASCII string `s`. */
+function sameAscii(frame: Buffer, pos: number, end: number, s: string): boolean {
+  if (end - pos !== s.length) return false;
+  for (let i = 0; pos < end; pos++, i++) if (frame[pos] !== s.charCodeAt(i)) return false;
+  return true;
+}
+
+function decodePublish(frame: Buffer, b0: number, off: number, length: number, version: number, memo: TopicMemo | undefined): FastResult {
   const qos = (b0 >> 1) & 3;
   // A PUBLISH MUST NOT have both QoS bits set to 1 [MQTT-3.3.1-4]: Malformed Packet.
   if (qos === 3) return QOS_3;
@@ -192,9 +210,16 @@ function decodePublish(frame: Buffer, b0: number, off: number, length: number, v
   let pos = off + 2;
   const topicEnd = pos + ((frame[off]! << 8) | frame[off + 1]!);
   if (topicEnd > end) return CANNOT_PARSE_TOPIC;
-  const topic = readUtf8(frame, pos, topicEnd);
-  // Well-formed UTF-8 [MQTT-1.5.4-1], no U+0000 [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-1], [MQTT-1.5.3-2]).
-  if (topic === undefined) return utf8Problem(frame, pos, topicEnd);
+  const last = memo?.lastTopic;
+  let topic: string | undefined;
+  if (last !== undefined && sameAscii(frame, pos, topicEnd, last)) topic = last;
+  else {
+    topic = readUtf8(frame, pos, topicEnd);
+    // Well-formed UTF-8 [MQTT-1.5.4-1], no U+0000 [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-1], [MQTT-1.5.3-2]).
+    if (topic === undefined) return utf8Problem(frame, pos, topicEnd);
+    // As many characters as bytes: all ASCII (any other UTF-8 character takes more bytes).
+    if (memo !== undefined && topic.length === topicEnd - pos && topic.length > 0) memo.lastTopic = topic;
+  }
   pos = topicEnd;
   let messageId = 0;
   if (qos !== 0) {

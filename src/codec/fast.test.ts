@@ -408,6 +408,31 @@ describe('fast decoder vs mqtt-packet', () => {
     });
   }
 
+  test('a connection publishing to the same topic again gets the same string; any other bytes, their own (TopicMemo)', () => {
+    const pub = (topic: string | Buffer) => {
+      const t = Buffer.isBuffer(topic) ? topic : Buffer.from(topic);
+      return reframe(0x30, Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, Buffer.from('p')]));
+    };
+    // Same byte lengths throughout: 'é' is 2 bytes like 'ab'; 'a\u0000' is refused.
+    const topics: Array<string | Buffer> = ['a/b', 'a/b', 'a/c', 'a/b', 'ab', 'é', 'ab', 'é', Buffer.from([0x61, 0x00]), 'ab', 'a/b'];
+    const t = run([Buffer.concat(topics.map(pub))], 4, true);
+    const slow = run([Buffer.concat(topics.map(pub))], 4, false);
+    const got = t.packets.map((p) => (p as { topic: string }).topic);
+    assert.deepEqual(got, ['a/b', 'a/b', 'a/c', 'a/b', 'ab', 'é', 'ab', 'é']);
+    assert.deepEqual(slow.packets.map((p) => (p as { topic: string }).topic), got);
+    assert.equal(t.errors.length, 1, 'U+0000 refused [MQTT-1.5.4-2]');
+    assert.equal(t.errors[0]!.reasonCode, slow.errors[0]!.reasonCode);
+    // The decoder keeps the last ASCII topic (JavaScript cannot tell two equal strings apart, so
+    // that it hands out the same one is seen in profiles, not here); non-ASCII ones are not kept.
+    const seen: string[] = [];
+    const d = new Decoder({ packet: (p) => seen.push((p as { topic: string }).topic), error: () => undefined }, MiB);
+    d.push(Buffer.concat([pub('sensors/1/temp'), pub('sensors/1/temp')]));
+    assert.deepEqual(seen, ['sensors/1/temp', 'sensors/1/temp']);
+    assert.equal(d.lastTopic, 'sensors/1/temp');
+    d.push(pub('é/ü'));
+    assert.equal(d.lastTopic, 'sensors/1/temp');
+  });
+
   test('odd but possible frames: same outcome (accepted by both, or refused with the same reason code)', () => {
     for (const [v, bytes] of ODD_FRAMES) {
       const frame = Buffer.from(bytes);
