@@ -26,6 +26,9 @@ export interface Transport {
   encode(packet: Packet): Buffer;
   /** Writes encoded bytes (batched per event-loop turn). */
   write(bytes: Buffer): void;
+  /** Writes a four-byte packet (`b0`, Remaining Length 2, Packet Identifier `id`): the common
+   *  PUBACK / PUBREC / PUBREL / PUBCOMP, in order with `write`, without a Buffer of its own. */
+  writeAck(b0: number, id: number): void;
   /** Bytes written but not yet flushed to the socket. */
   readonly bufferedBytes: number;
   /** Ends the connection after flushing what was written. */
@@ -49,6 +52,32 @@ export interface ChannelDeps {
 }
 
 export type ChannelState = 'awaiting-connect' | 'connecting' | 'authenticating' | 'connected' | 'closed';
+
+/** First byte of `packet` when it is an ack that encodes to four bytes; 0 otherwise. */
+function plainAckHeader(packet: Packet, version: number): number {
+  let b0: number;
+  switch (packet.cmd) {
+    case 'puback':
+      b0 = 0x40;
+      break;
+    case 'pubrec':
+      b0 = 0x50;
+      break;
+    case 'pubrel':
+      b0 = 0x62;
+      break;
+    case 'pubcomp':
+      b0 = 0x70;
+      break;
+    default:
+      return 0;
+  }
+  const p = packet as { messageId?: unknown; reasonCode?: unknown; properties?: unknown; dup?: unknown };
+  const id = p.messageId;
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffff || p.dup) return 0;
+  if (version === 5 && ((p.reasonCode !== undefined && p.reasonCode !== 0) || p.properties !== undefined)) return 0;
+  return b0;
+}
 
 /** One pending acknowledgement to the publisher, sent in the order PUBLISH packets arrived. */
 export interface PendingAck {
@@ -324,8 +353,23 @@ export class Channel implements DeliveryTarget, ClientIdentity {
 
   // ---------------------------------------------------------------- outbound
 
+  /** PUBACK (qos 1) / PUBREC (qos 2) with reason Success for `id`, in order behind any pending
+   *  acknowledgements: as `sendAck`, without a packet object. */
+  sendSuccessAck(qos: 1 | 2, id: number): void {
+    const q = this.ackQueue;
+    if (q !== undefined && q.length > 0) q.push({ done: true, packet: { cmd: qos === 1 ? 'puback' : 'pubrec', messageId: id } });
+    else if (this.state !== 'closed') this.transport.writeAck(qos === 1 ? 0x40 : 0x50, id);
+  }
+
   send(packet: Packet): void {
     if (this.state === 'closed') return;
+    // The common acks are four bytes in every version (3.1.1 §3.4-3.7; 5.0 short form for
+    // reason 0x00 without properties, §3.4.2.1): written without encoding.
+    const b0 = plainAckHeader(packet, this.protocolVersion);
+    if (b0 !== 0) {
+      this.transport.writeAck(b0, (packet as { messageId: number }).messageId);
+      return;
+    }
     let bytes: Buffer;
     try {
       bytes = this.transport.encode(packet);

@@ -28,9 +28,9 @@ function ackPacket(ch: Channel, qos: 1 | 2, packetId: number, reasonCode: number
 /** PUBACK / PUBREC once the message is routed (and stored where it had to be). */
 function acknowledge(ch: Channel, qos: 1 | 2, packetId: number, outcome: PublishOutcome, slot: PendingAck | undefined): void {
   const code = outcome.matched === 0 && ch.isV5 ? RC.NoMatchingSubscribers : RC.Success;
-  const ack = ackPacket(ch, qos, packetId, code);
-  if (slot) ch.completeAck(slot, ack);
-  else ch.sendAck(ack);
+  if (slot) ch.completeAck(slot, ackPacket(ch, qos, packetId, code));
+  else if (code === RC.Success) ch.sendSuccessAck(qos, packetId);
+  else ch.sendAck(ackPacket(ch, qos, packetId, code));
   if (qos === 1) ch.inboundInFlight--;
 }
 

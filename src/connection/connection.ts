@@ -50,6 +50,8 @@ function onDrain(this: Stream): void {
 
 /** Output gathered past this many bytes is written at once (one copy of at most this much). */
 const CONCAT_MAX = 64 * 1024;
+/** Size of the buffer four-byte acks are gathered in (see `writeAck`). */
+const ACKS_BYTES = 256;
 
 export class Connection implements Transport, DecoderHandlers {
   readonly channel: Channel;
@@ -59,6 +61,10 @@ export class Connection implements Transport, DecoderHandlers {
    *  per turn) or, from the second write on, a list of them. */
   private out: Buffer | Buffer[] | undefined;
   private outBytes = 0;
+  /** This turn's four-byte acks not yet in `out` (they go there, in order, before any other
+   *  output and at the flush): one Buffer for many acks instead of one each. */
+  private acks: Buffer | undefined;
+  private acksUsed = 0;
   private ended = false;
   private registry: Set<Connection> | undefined;
   private readonly stats: ChannelDeps['broker']['stats'];
@@ -146,9 +152,59 @@ export class Connection implements Transport, DecoderHandlers {
     return encode(packet, this.version);
   }
 
+  writeAck(b0: number, id: number): void {
+    if (this.ended || this.stream.destroyed) return;
+    let acks = this.acks;
+    if (acks !== undefined && this.acksUsed + 4 > acks.length) {
+      this.closeAcks();
+      acks = undefined;
+    }
+    if (acks === undefined) {
+      // Nothing written yet this turn: the flush is scheduled now.
+      if (this.out === undefined) this.schedule();
+      acks = this.acks = Buffer.allocUnsafe(ACKS_BYTES);
+      this.acksUsed = 0;
+    }
+    const i = this.acksUsed;
+    acks[i] = b0;
+    acks[i + 1] = 2;
+    acks[i + 2] = id >> 8;
+    acks[i + 3] = id & 0xff;
+    this.acksUsed = i + 4;
+    this.stats.bytesSent += 4;
+  }
+
+  /** Moves the gathered acks into `out`, behind what is there (the flush is already scheduled). */
+  private closeAcks(): void {
+    const acks = this.acks!;
+    const used = this.acksUsed;
+    this.acks = undefined;
+    this.acksUsed = 0;
+    this.append(acks.subarray(0, used), false);
+  }
+
+  private schedule(): void {
+    pendingFlush.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  }
+
   write(bytes: Buffer): void {
     if (this.ended || this.stream.destroyed) return;
     this.stats.bytesSent += bytes.length;
+    let schedule = true;
+    if (this.acks !== undefined) {
+      this.closeAcks();
+      schedule = false;
+    }
+    this.append(bytes, schedule);
+  }
+
+  /** Adds bytes to this turn's output; `schedule`: the connection is not in `pendingFlush` yet
+   *  when nothing is in `out`. */
+  private append(bytes: Buffer, schedule: boolean): void {
     this.outBytes += bytes.length;
     const out = this.out;
     if (out !== undefined) {
@@ -160,15 +216,12 @@ export class Connection implements Transport, DecoderHandlers {
       return;
     }
     this.out = bytes;
-    pendingFlush.push(this);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flushAll);
-    }
+    if (schedule) this.schedule();
   }
 
   /** Writes this turn's output: one chunk (a single copy when small) = one syscall. */
   flush(): void {
+    if (this.acks !== undefined) this.closeAcks();
     const out = this.out;
     if (out === undefined) return;
     const n = this.outBytes;
@@ -191,7 +244,7 @@ export class Connection implements Transport, DecoderHandlers {
   }
 
   get bufferedBytes(): number {
-    return this.outBytes + this.stream.writableLength;
+    return this.outBytes + this.acksUsed + this.stream.writableLength;
   }
 
   close(): void {
