@@ -14,7 +14,7 @@ import { RC } from '../codec/reason-codes.js';
 import type { Session } from '../session/session.js';
 import type { StoredMessage } from '../store/types.js';
 import { handleAuth, handleConnect } from './connect.js';
-import { handlePuback, handlePubcomp, handlePubrec, pump, sendQos0 } from './deliver.js';
+import { handlePuback, handlePubcomp, handlePubrec, pubackFor, pubcompFor, pump, sendQos0 } from './deliver.js';
 import { handlePublish, handlePubrel } from './publish.js';
 import { handleSubscribe, handleUnsubscribe } from './subscribe.js';
 import { checkPacket } from './validate.js';
@@ -223,6 +223,24 @@ export class Channel implements DeliveryTarget, ClientIdentity {
       this.deps.logger.error({ err, clientId: this.clientId }, 'packet handler failed');
       this.fail(RC.ImplementationSpecificError, 'internal error');
     }
+  }
+
+  /**
+   * A PUBACK (`b0` 0x40) or PUBCOMP (0x70) with reason Success, as `handle` would take it, without
+   * a packet object: only when connected (before that, packets wait in order as objects). False:
+   * not handled, decode it as a packet.
+   */
+  handleAck(b0: number, packetId: number): boolean {
+    if (this.state !== 'connected') return false;
+    this.lastActivity = tick;
+    try {
+      if (b0 === 0x40) pubackFor(this, packetId);
+      else pubcompFor(this, packetId);
+    } catch (err) {
+      this.deps.logger.error({ err, clientId: this.clientId }, 'packet handler failed');
+      this.fail(RC.ImplementationSpecificError, 'internal error');
+    }
+    return true;
   }
 
   private dispatch(packet: Packet): void {

@@ -176,10 +176,15 @@ function complete(ch: Channel, packetId: number): void {
 }
 
 export function handlePuback(ch: Channel, p: IPubackPacket): void {
-  const e = ch.session?.inflightView.get(p.messageId!);
+  pubackFor(ch, p.messageId!);
+}
+
+/** PUBACK for packet id `id` (also straight from the decoder, see Channel.handleAck). */
+export function pubackFor(ch: Channel, id: number): void {
+  const e = ch.session?.inflightView.get(id);
   // A PUBACK for an unknown id or a QoS 2 message is ignored (nothing to acknowledge).
   if (!e || e.qos !== 1) return;
-  complete(ch, p.messageId!);
+  complete(ch, id);
 }
 
 export function handlePubrec(ch: Channel, p: IPubrecPacket): void {
@@ -212,7 +217,12 @@ export function handlePubrec(ch: Channel, p: IPubrecPacket): void {
 }
 
 export function handlePubcomp(ch: Channel, p: IPubcompPacket): void {
-  const e = ch.session?.inflightView.get(p.messageId!);
+  pubcompFor(ch, p.messageId!);
+}
+
+/** PUBCOMP for packet id `id` (also straight from the decoder, see Channel.handleAck). */
+export function pubcompFor(ch: Channel, id: number): void {
+  const e = ch.session?.inflightView.get(id);
   if (!e || e.phase !== 'released') return;
-  complete(ch, p.messageId!);
+  complete(ch, id);
 }

@@ -53,6 +53,12 @@ export interface DecodeError {
 export interface DecoderHandlers {
   packet(packet: Packet): void;
   error(err: DecodeError): void;
+  /**
+   * Optional: a PUBACK (`b0` 0x40) or PUBCOMP (0x70) of Remaining Length 2, that is with reason
+   * Success in every version, as its packet identifier, without a packet object (one per QoS 1
+   * message otherwise). Returns false to get it through `packet` after all.
+   */
+  ack?(b0: number, packetId: number): boolean;
 }
 
 export interface DecoderOptions {
@@ -113,6 +119,13 @@ export class Decoder extends FrameReader implements TopicMemo {
     if (this.failed) return;
     const flags = this.flags;
     const version = flags & VERSION_BITS;
+    if (remainingLength === 2 && (flags & NO_FAST_PATH) === 0 && this.handlers.ack !== undefined) {
+      const b0 = buf[start]!;
+      if (b0 === 0x40 || b0 === 0x70) {
+        const off = start + total - 2;
+        if (this.handlers.ack(b0, (buf[off]! << 8) | buf[off + 1]!)) return;
+      }
+    }
     let r = (flags & NO_FAST_PATH) === 0 ? decodeFast(buf, start, total, remainingLength, version, this) : undefined;
     if (r === undefined) r = decodeWithMqttPacket(buf.subarray(start, start + total), version, (flags & BRIDGE) !== 0);
     if (typeof r !== 'string' && r.cmd === 'connect' && r.protocolVersion) {

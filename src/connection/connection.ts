@@ -112,6 +112,11 @@ export class Connection implements Transport, DecoderHandlers {
     this.channel.handle(p);
   }
 
+  /** Decoder handler: a two-byte PUBACK / PUBCOMP (see DecoderHandlers.ack). */
+  ack(b0: number, packetId: number): boolean {
+    return this.channel.handleAck(b0, packetId);
+  }
+
   /** Decoder handler: malformed or oversized input. */
   error(e: DecodeError): void {
     this.onDecodeError(e.reasonCode, e.message);
