@@ -57,18 +57,60 @@ export function connectRedis(e: RedisEndpoint, extra: RedisOptions = {}): Redis 
   return url ? new Redis(url, { ...options, ...extra }) : new Redis({ ...options, ...extra });
 }
 
-/** JSON with Buffers as {"$b": base64}. */
+/**
+ * JSON with Buffers (any Uint8Array) as {"$b": base64}. Written as a walk around plain
+ * JSON.stringify / JSON.parse rather than with a replacer and a reviver: those take V8's JSON off
+ * its fast path and are called for every value, and a Buffer went through its `toJSON` (an
+ * array of numbers) first. The reviver alone was 64% of a node's time receiving forwarded
+ * messages in the cross-node fan-in benchmark.
+ */
 export function encodeJson(value: unknown): string {
-  return JSON.stringify(value, function (this: unknown, _k, v) {
-    if (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {
-      return { $b: Buffer.from((v as { data: number[] }).data).toString('base64') };
-    }
-    return v;
-  });
+  return JSON.stringify(toWire(value));
 }
 
 export function decodeJson<T>(text: string): T {
-  return JSON.parse(text, (_k, v) => (v && typeof v === 'object' && typeof v.$b === 'string' ? Buffer.from(v.$b, 'base64') : v)) as T;
+  return fromWire(JSON.parse(text)) as T;
+}
+
+/** `value` with every Uint8Array replaced by {$b: base64}; objects and arrays without one are
+ *  returned as they are (not copied), those with one are copied shallowly. */
+function toWire(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (value instanceof Uint8Array) return { $b: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i] as unknown;
+      const w = toWire(v);
+      if (out === undefined && w !== v) out = value.slice(0, i);
+      if (out !== undefined) out.push(w);
+    }
+    return out ?? value;
+  }
+  // Objects with their own JSON form (Date, ...) are left to JSON.stringify.
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return value;
+  let out: Record<string, unknown> | undefined;
+  const o = value as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    const w = toWire(v);
+    if (out === undefined && w !== v) out = { ...o };
+    if (out !== undefined) out[k] = w;
+  }
+  return out ?? value;
+}
+
+/** The parsed JSON with every {$b: string} object turned into a Buffer (in place). */
+function fromWire(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = fromWire(value[i]);
+    return value;
+  }
+  const o = value as Record<string, unknown>;
+  if (typeof o.$b === 'string') return Buffer.from(o.$b, 'base64');
+  for (const k of Object.keys(o)) o[k] = fromWire(o[k]);
+  return o;
 }
 
 const RENEW_LEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
