@@ -1,5 +1,4 @@
 /** Test helpers of src/auth: a node with an `auth` config on 127.0.0.1, free ports, temp files. */
-import net from 'node:net';
 import { defaultConfig, type AuthConfig, type ListenerConfig, type SkeinConfig } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { startNode, type SkeinNode } from '../node.js';
@@ -31,11 +30,4 @@ export async function startAuthNode(auth: AuthOverrides, listener: Partial<Liste
   return { node, port, url: `mqtt://127.0.0.1:${port}` };
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+export { freePort } from '../testing/ports.js';

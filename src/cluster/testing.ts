@@ -7,13 +7,9 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { Proc, REPO_ROOT, startProc, tempDir } from '../interop/helpers.js';
 
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
+import { freePort } from '../testing/ports.js';
+
+export { freePort };
 
 export interface NodeProc {
   id: string;
