@@ -94,7 +94,6 @@ function subEntry(clientId: string, sub: SubscriptionRecord, group?: string): Su
   };
 }
 
-
 export interface OpenedSession {
   session: Session;
   /** A session existed for the client id (memory or store). */
@@ -900,22 +899,23 @@ export class Broker {
     return [...out.values()];
   }
 
+  /** Adds one subscription entry to its client's aggregate (from the entry's own target fields). */
   private aggregate(out: Map<string, RouteTarget>, entry: SubEntry): void {
-    const sub = entry.sub;
     const agg = out.get(entry.clientId);
     if (!agg) {
       out.set(entry.clientId, {
         clientId: entry.clientId,
-        qos: sub.qos,
-        retainAsPublished: sub.retainAsPublished === true,
-        subscriptionIds: sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined,
+        qos: entry.qos,
+        retainAsPublished: entry.retainAsPublished,
+        // A copy: the entry's list is shared and never modified.
+        subscriptionIds: entry.subscriptionIds?.slice(),
         noLocal: false, // No Local is applied while aggregating
       });
       return;
     }
-    if (sub.qos > agg.qos) agg.qos = sub.qos;
-    if (sub.retainAsPublished) agg.retainAsPublished = true;
-    if (sub.subscriptionId !== undefined) (agg.subscriptionIds ??= []).push(sub.subscriptionId);
+    if (entry.qos > agg.qos) agg.qos = entry.qos;
+    if (entry.retainAsPublished) agg.retainAsPublished = true;
+    if (entry.subscriptionIds !== undefined) (agg.subscriptionIds ??= []).push(...entry.subscriptionIds);
   }
 
   /** Round robin over the group's members, connected members first. */

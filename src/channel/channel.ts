@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { ClientIdentity, EnhancedAuthMethod, EnhancedAuthSession } from '../auth/types.js';
 import type { Broker, DeliveryTarget } from '../broker/broker.js';
 import type { AbuseLimiter } from '../broker/limits.js';
-import type { IConnectPacket, Packet } from '../codec/codec.js';
+import { fourByteAckHeader, type IConnectPacket, type Packet } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { Session } from '../session/session.js';
 import type { StoredMessage } from '../store/types.js';
@@ -52,32 +52,6 @@ export interface ChannelDeps {
 }
 
 export type ChannelState = 'awaiting-connect' | 'connecting' | 'authenticating' | 'connected' | 'closed';
-
-/** First byte of `packet` when it is an ack that encodes to four bytes; 0 otherwise. */
-function plainAckHeader(packet: Packet, version: number): number {
-  let b0: number;
-  switch (packet.cmd) {
-    case 'puback':
-      b0 = 0x40;
-      break;
-    case 'pubrec':
-      b0 = 0x50;
-      break;
-    case 'pubrel':
-      b0 = 0x62;
-      break;
-    case 'pubcomp':
-      b0 = 0x70;
-      break;
-    default:
-      return 0;
-  }
-  const p = packet as { messageId?: unknown; reasonCode?: unknown; properties?: unknown; dup?: unknown };
-  const id = p.messageId;
-  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffff || p.dup) return 0;
-  if (version === 5 && ((p.reasonCode !== undefined && p.reasonCode !== 0) || p.properties !== undefined)) return 0;
-  return b0;
-}
 
 /** One pending acknowledgement to the publisher, sent in the order PUBLISH packets arrived. */
 export interface PendingAck {
@@ -220,8 +194,7 @@ export class Channel implements DeliveryTarget, ClientIdentity {
     try {
       this.dispatch(packet);
     } catch (err) {
-      this.deps.logger.error({ err, clientId: this.clientId }, 'packet handler failed');
-      this.fail(RC.ImplementationSpecificError, 'internal error');
+      this.handlerFailed(err);
     }
   }
 
@@ -237,10 +210,14 @@ export class Channel implements DeliveryTarget, ClientIdentity {
       if (b0 === 0x40) pubackFor(this, packetId);
       else pubcompFor(this, packetId);
     } catch (err) {
-      this.deps.logger.error({ err, clientId: this.clientId }, 'packet handler failed');
-      this.fail(RC.ImplementationSpecificError, 'internal error');
+      this.handlerFailed(err);
     }
     return true;
+  }
+
+  private handlerFailed(err: unknown): void {
+    this.deps.logger.error({ err, clientId: this.clientId }, 'packet handler failed');
+    this.fail(RC.ImplementationSpecificError, 'internal error');
   }
 
   private dispatch(packet: Packet): void {
@@ -383,9 +360,10 @@ export class Channel implements DeliveryTarget, ClientIdentity {
     if (this.state === 'closed') return;
     // The common acks are four bytes in every version (3.1.1 §3.4-3.7; 5.0 short form for
     // reason 0x00 without properties, §3.4.2.1): written without encoding.
-    const b0 = plainAckHeader(packet, this.protocolVersion);
+    const p = packet as { cmd: string; messageId?: unknown; reasonCode?: unknown; properties?: unknown; dup?: unknown };
+    const b0 = fourByteAckHeader(p.cmd, p.messageId, p.reasonCode, p.properties, p.dup, this.protocolVersion);
     if (b0 !== 0) {
-      this.transport.writeAck(b0, (packet as { messageId: number }).messageId);
+      this.transport.writeAck(b0, p.messageId as number);
       return;
     }
     let bytes: Buffer;

@@ -6,9 +6,10 @@
  * to the connection's protocol version once CONNECT is decoded, and errors turned into reason
  * codes.
  *
- * The hot packets (PUBLISH, the four acks, PINGREQ/PINGRESP, DISCONNECT; CONNECT without
- * properties is decoded by hand too) are decoded and encoded by hand (fast-decode.ts, fast-encode.ts: why is explained there); their results are the ones
- * mqtt-packet gives, and every form they do not fully handle goes to mqtt-packet as before.
+ * The hot packets (PUBLISH, the four acks, PINGREQ/PINGRESP, DISCONNECT) are decoded and encoded
+ * by hand, and so is CONNECT without properties (fast-decode.ts, fast-encode.ts: why is explained
+ * there); their results are the ones mqtt-packet gives, and every form they do not fully handle
+ * goes to mqtt-packet as before.
  */
 import mqttPacket from 'mqtt-packet';
 
@@ -20,6 +21,7 @@ import type { IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { FrameReader } from './framer.js';
 import { decodeFast, MISSING_PACKET_ID, type TopicMemo } from './fast-decode.js';
 import { encodeAckFast, encodeEmpty, encodePublishFast } from './fast-encode.js';
+export { fourByteAckHeader } from './fast-encode.js';
 import { RC } from './reason-codes.js';
 import { readUtf8, utf8Problem } from './utf8.js';
 

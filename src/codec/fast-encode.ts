@@ -323,6 +323,30 @@ export function encodePublishFast(
 const ACK_HEADER: Record<string, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
 
 /**
+ * The first byte of an ack that goes out as four bytes (fixed header and Packet Identifier):
+ * always in 3.1 / 3.1.1 (3.1.1 §3.4 - §3.7), in 5.0 for Reason Code 0x00 without properties
+ * (`encode()` sends those in the short form, 5.0 §3.4.2.1); 0 for any other form, or for what
+ * `encodeAckFast` does not take. The channel writes these bytes itself (Connection.writeAck).
+ */
+export function fourByteAckHeader(cmd: string, messageId: unknown, reasonCode: unknown, properties: unknown, dup: unknown, version: number): number {
+  const header = ACK_HEADER[cmd];
+  if (header === undefined || !isUint(messageId, 0xffff)) return 0;
+  // PUBREL's fixed header is 0110 0010 [MQTT-3.6.1-1]; mqtt-packet throws on a DUP one.
+  if (dup && cmd === 'pubrel') return 0;
+  if (version !== 5) return header;
+  return (reasonCode === undefined || reasonCode === 0) && properties === undefined ? header : 0;
+}
+
+function fourByteAck(header: number, messageId: number): Buffer {
+  const buf = Buffer.allocUnsafe(4);
+  buf[0] = header;
+  buf[1] = 2;
+  buf[2] = messageId >> 8;
+  buf[3] = messageId & 0xff;
+  return buf;
+}
+
+/**
  * Encodes PUBACK / PUBREC / PUBREL / PUBCOMP, byte-identical to what `encode()` produced before
  * (mqtt-packet's generate, after turning a 5.0 ack without reason code and properties into the
  * short form); undefined when mqtt-packet must encode it.
@@ -335,23 +359,12 @@ export function encodeAckFast(
   dup: unknown,
   version: number,
 ): Buffer | undefined {
+  const short = fourByteAckHeader(cmd, messageId, reasonCode, properties, dup, version);
+  if (short !== 0) return fourByteAck(short, messageId as number);
+  // What is left: 5.0 with a Reason Code other than 0x00, or properties.
   const header = ACK_HEADER[cmd];
-  if (header === undefined || !isUint(messageId, 0xffff)) return undefined;
-  // PUBREL's fixed header is 0110 0010 [MQTT-3.6.1-1]; mqtt-packet throws on a DUP one.
-  if (dup && cmd === 'pubrel') return undefined;
-  if (version !== 5) {
-    // 3.1 / 3.1.1: Packet Identifier only (3.1.1 §3.4 - §3.7).
-    const buf = Buffer.allocUnsafe(4);
-    buf[0] = header;
-    buf[1] = 2;
-    buf[2] = messageId >> 8;
-    buf[3] = messageId & 0xff;
-    return buf;
-  }
-  let rc = reasonCode;
-  // encode(): Reason Code 0x00 without properties goes out as the 2-byte short form (5.0 §3.4.2.1).
-  if (rc === undefined && properties === undefined) rc = 0;
-  if (rc !== undefined && !isUint(rc, 0xff)) return undefined;
+  if (version !== 5 || header === undefined || !isUint(messageId, 0xffff) || (dup && cmd === 'pubrel')) return undefined;
+  if (reasonCode !== undefined && !isUint(reasonCode, 0xff)) return undefined;
   if (typeof properties === 'object') {
     // With a properties object, mqtt-packet always writes Reason Code and Property Length.
     const propsLength = packetPropertiesLength(properties);
@@ -362,26 +375,19 @@ export function encodeAckFast(
     let pos = writeVbi(buf, 1, remaining);
     buf[pos] = messageId >> 8;
     buf[pos + 1] = messageId & 0xff;
-    buf[pos + 2] = (rc as number | undefined) ?? 0;
+    buf[pos + 2] = (reasonCode as number | undefined) ?? 0;
     pos = writeVbi(buf, pos + 3, propsLength);
     if (propsLength > 0) writeProperties(buf, pos, properties as object);
     return buf;
   }
-  if (rc === 0) {
-    const buf = Buffer.allocUnsafe(4);
-    buf[0] = header;
-    buf[1] = 2;
-    buf[2] = messageId >> 8;
-    buf[3] = messageId & 0xff;
-    return buf;
-  }
+  if (reasonCode === 0) return fourByteAck(header, messageId);
   // Reason Code, then an empty Property Length (5.0 §3.4.2.2.1).
   const buf = Buffer.allocUnsafe(6);
   buf[0] = header;
   buf[1] = 4;
   buf[2] = messageId >> 8;
   buf[3] = messageId & 0xff;
-  buf[4] = (rc as number | undefined) ?? 0;
+  buf[4] = (reasonCode as number | undefined) ?? 0;
   buf[5] = 0;
   return buf;
 }

@@ -165,8 +165,7 @@ export class Connection implements Transport, DecoderHandlers {
       acks = undefined;
     }
     if (acks === undefined) {
-      // Nothing written yet this turn: the flush is scheduled now.
-      if (this.out === undefined) this.schedule();
+      if (this.out === undefined) this.schedule(); // the first output of this turn
       acks = this.acks = Buffer.allocUnsafe(ACKS_BYTES);
       this.acksUsed = 0;
     }
@@ -185,7 +184,7 @@ export class Connection implements Transport, DecoderHandlers {
     const used = this.acksUsed;
     this.acks = undefined;
     this.acksUsed = 0;
-    this.append(acks.subarray(0, used), false);
+    this.append(acks.subarray(0, used));
   }
 
   private schedule(): void {
@@ -199,17 +198,13 @@ export class Connection implements Transport, DecoderHandlers {
   write(bytes: Buffer): void {
     if (this.ended || this.stream.destroyed) return;
     this.stats.bytesSent += bytes.length;
-    let schedule = true;
-    if (this.acks !== undefined) {
-      this.closeAcks();
-      schedule = false;
-    }
-    this.append(bytes, schedule);
+    if (this.acks !== undefined) this.closeAcks();
+    else if (this.out === undefined) this.schedule(); // the first output of this turn
+    this.append(bytes);
   }
 
-  /** Adds bytes to this turn's output; `schedule`: the connection is not in `pendingFlush` yet
-   *  when nothing is in `out`. */
-  private append(bytes: Buffer, schedule: boolean): void {
+  /** Adds bytes to this turn's output (the flush is already scheduled). */
+  private append(bytes: Buffer): void {
     this.outBytes += bytes.length;
     const out = this.out;
     if (out !== undefined) {
@@ -221,7 +216,6 @@ export class Connection implements Transport, DecoderHandlers {
       return;
     }
     this.out = bytes;
-    if (schedule) this.schedule();
   }
 
   /** Writes this turn's output: one chunk (a single copy when small) = one syscall. */

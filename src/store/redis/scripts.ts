@@ -18,6 +18,33 @@ local function decref(id)
 end
 `;
 
+/**
+ * The phase changes of a queue entry, on the queue hash KEYS[2] and the packet id hash KEYS[3]
+ * (needs COMMON): `sent` puts entry `seq` in flight under packet id `id`, `complete` removes the
+ * entry in flight under `id`. Each returns 1, or 0 when there was no such entry.
+ */
+const DELIVERY = `
+local function sent(seq, id)
+  local e = redis.call('HGET', KEYS[2], seq)
+  if not e then return 0 end
+  local ph, pid, rest = string.match(e, '^(%a)|(%d*)|(.*)$')
+  if pid ~= '' and redis.call('HGET', KEYS[3], pid) == seq then redis.call('HDEL', KEYS[3], pid) end
+  redis.call('HSET', KEYS[2], seq, 's|' .. id .. '|' .. rest)
+  redis.call('HSET', KEYS[3], id, seq)
+  return 1
+end
+local function complete(id)
+  local seq = redis.call('HGET', KEYS[3], id)
+  if not seq then return 0 end
+  redis.call('HDEL', KEYS[3], id)
+  local e = redis.call('HGET', KEYS[2], seq)
+  if not e then return 0 end
+  redis.call('HDEL', KEYS[2], seq)
+  decref(msgid(e))
+  return 1
+end
+`;
+
 /** Epoch check against the session hash `KEYS[1]` and `ARGV[2]`. */
 const CHECK = `
 local cur = redis.call('HGET', KEYS[1], 'e')
@@ -120,14 +147,8 @@ return 1
   },
   /** KEYS s q p; ARGV P epoch seq packetId. */
   skeinSent: {
-    lua: `${CHECK}
-local e = redis.call('HGET', KEYS[2], ARGV[3])
-if not e then return 0 end
-local ph, pid, rest = string.match(e, '^(%a)|(%d*)|(.*)$')
-if pid ~= '' and redis.call('HGET', KEYS[3], pid) == ARGV[3] then redis.call('HDEL', KEYS[3], pid) end
-redis.call('HSET', KEYS[2], ARGV[3], 's|' .. ARGV[4] .. '|' .. rest)
-redis.call('HSET', KEYS[3], ARGV[4], ARGV[3])
-return 1
+    lua: `${COMMON}${DELIVERY}${CHECK}
+return sent(ARGV[3], ARGV[4])
 `,
   },
   /** KEYS s q p; ARGV P epoch packetId. */
@@ -143,41 +164,15 @@ return 1
   },
   /** KEYS s q p; ARGV P epoch packetId. */
   skeinComplete: {
-    lua: `${COMMON}${CHECK}
-local seq = redis.call('HGET', KEYS[3], ARGV[3])
-if not seq then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[3])
-local e = redis.call('HGET', KEYS[2], seq)
-if not e then return 0 end
-redis.call('HDEL', KEYS[2], seq)
-decref(msgid(e))
-return 1
+    lua: `${COMMON}${DELIVERY}${CHECK}
+return complete(ARGV[3])
 `,
   },
-  /** KEYS s q p; ARGV P epoch then pairs seq packetId: skeinSent, or skeinComplete when seq is 0. */
+  /** KEYS s q p; ARGV P epoch then pairs seq packetId: sent, or complete when seq is 0. */
   skeinDeliveries: {
-    lua: `${COMMON}${CHECK}
+    lua: `${COMMON}${DELIVERY}${CHECK}
 for j = 3, #ARGV - 1, 2 do
-  local seq, id = ARGV[j], ARGV[j + 1]
-  if seq == '0' then
-    local s = redis.call('HGET', KEYS[3], id)
-    if s then
-      redis.call('HDEL', KEYS[3], id)
-      local e = redis.call('HGET', KEYS[2], s)
-      if e then
-        redis.call('HDEL', KEYS[2], s)
-        decref(msgid(e))
-      end
-    end
-  else
-    local e = redis.call('HGET', KEYS[2], seq)
-    if e then
-      local ph, pid, rest = string.match(e, '^(%a)|(%d*)|(.*)$')
-      if pid ~= '' and redis.call('HGET', KEYS[3], pid) == seq then redis.call('HDEL', KEYS[3], pid) end
-      redis.call('HSET', KEYS[2], seq, 's|' .. id .. '|' .. rest)
-      redis.call('HSET', KEYS[3], id, seq)
-    end
-  end
+  if ARGV[j] == '0' then complete(ARGV[j + 1]) else sent(ARGV[j], ARGV[j + 1]) end
 end
 return 1
 `,
