@@ -27,7 +27,8 @@ interface Location {
 
 /** Change-feed events (short keys: they are on the wire for every change). */
 type ClusterEvent =
-  | { t: 'conn'; o: string; c: string; e: number; p: boolean; clean: boolean }
+  /** `s`: the session's subscriptions as its new owner loaded them (absent from older nodes). */
+  | { t: 'conn'; o: string; c: string; e: number; p: boolean; clean: boolean; s?: SubscriptionRecord[] }
   | { t: 'disc'; o: string; c: string; e: number; p: boolean }
   | { t: 'end'; o: string; c: string; e: number }
   | { t: 'sub'; o: string; c: string; s: SubscriptionRecord[]; e?: number }
@@ -121,7 +122,10 @@ export class ClusterNode implements ClusterLink {
       return;
     }
     this.directory.set(c, { node: this.nodeId, persistent: session.persistent, epoch: session.epoch });
-    this.emit({ t: 'conn', o: this.nodeId, c, e: session.epoch, p: session.persistent, clean: cleanStart });
+    // With the subscriptions the session has now: they are what the store held when this node
+    // took it, so other nodes route by them even if a `sub` of the previous owner, stored just
+    // before the takeover, reaches them after this event (and is dropped there as outdated).
+    this.emit({ t: 'conn', o: this.nodeId, c, e: session.epoch, p: session.persistent, clean: cleanStart, s: [...session.subscriptionsView.values()] });
   }
 
   sessionDisconnected(session: Session): void {
@@ -163,9 +167,16 @@ export class ClusterNode implements ClusterLink {
         this.directory.set(e.c, { node: e.o, persistent: e.p, epoch: e.e });
         const local = this.broker.sessions.get(e.c);
         if (local && local.epoch < e.e) void this.broker.evict(e.c, e.clean);
-        if (e.clean) {
-          // A clean start drops the old subscriptions everywhere; new ones follow as `sub`.
-          if (!local || local.epoch < e.e) this.broker.unindexClient(e.c, this.filtersOf(e.c));
+        if (local && local.epoch >= e.e) return;
+        if (e.s !== undefined) {
+          // The new owner's subscriptions replace whatever this node routed for the client; later
+          // changes follow as `sub` / `unsub` of this epoch or newer.
+          this.broker.unindexClient(e.c, this.filtersOf(e.c));
+          this.broker.indexSubscriptions(e.c, e.s);
+        } else if (e.clean) {
+          // (A node of an earlier version.) A clean start drops the old subscriptions everywhere;
+          // new ones follow as `sub`.
+          this.broker.unindexClient(e.c, this.filtersOf(e.c));
         }
         return;
       }
