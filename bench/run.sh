@@ -154,7 +154,8 @@ trap stop_broker EXIT INT TERM
 # wait_port PORT LOGNAME [PID]: until PORT accepts (PID, default BPID, must stay alive).
 wait_port() {
   local port=$1 pid=${3:-$BPID}
-  for _ in $(seq 1 150); do
+  # 30 s: a Skein node runs its JIT warm-up (warmup.enabled, about 6 s on one core) first.
+  for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1

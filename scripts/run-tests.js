@@ -19,5 +19,8 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+// Nodes the tests start (`skein start` in a child process) skip the JIT warm-up: it costs a few
+// seconds of CPU per node and tests start many. src/runtime/warmup.test.ts turns it on.
+const env = { SKEIN_WARMUP__ENABLED: 'false', ...process.env };
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit', env });
 process.exit(r.status ?? 1);

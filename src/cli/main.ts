@@ -10,6 +10,8 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { isClustered, startNode } from '../node.js';
+import { createLogger } from '../log.js';
+import { warmUp } from '../runtime/warmup.js';
 import { adaptYoungGeneration } from '../runtime/young-generation.js';
 import { clusterCommand, lbConfigCommand } from './cluster.js';
 import { passwdCommand } from './passwd.js';
@@ -123,11 +125,25 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  // Process-level tuning belongs to the executable, not to startNode (which tests embed).
+  const logger = createLogger(config.logLevel, { name: 'skein' });
+  // Process-level tuning belongs to the executable, not to startNode (which tests embed). The
+  // warm-up runs while the young generation is still frozen (bin/skein.js), so its load does not
+  // grow it for the node.
+  if (config.warmup.enabled) {
+    // Nothing real has started yet: SIGINT / SIGTERM during the warm-up just end the process.
+    const quit = (sig: NodeJS.Signals): void => process.exit(sig === 'SIGINT' ? 130 : 143);
+    process.once('SIGINT', quit);
+    process.once('SIGTERM', quit);
+    const r = await warmUp(config, config.warmup.timeoutMs);
+    process.off('SIGINT', quit);
+    process.off('SIGTERM', quit);
+    if (r.stoppedEarly !== undefined) logger.warn({ ms: r.ms, rounds: r.rounds, reason: r.stoppedEarly }, 'warm-up stopped early');
+    else logger.info({ ms: r.ms, rounds: r.rounds, delivered: r.delivered }, 'warm-up done');
+  }
   adaptYoungGeneration(config.limits.youngGenerationSize);
   let node;
   try {
-    node = await startNode(config);
+    node = await startNode(config, { logger });
   } catch (err) {
     process.stderr.write(`skein: could not start: ${(err as Error).message}\n`);
     return 1;

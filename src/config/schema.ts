@@ -139,6 +139,13 @@ export interface MqttConfig {
   persistentClientExpirationSec: number;
 }
 
+export interface WarmupConfig {
+  /** Run the JIT warm-up (src/runtime/warmup.ts) before the listeners open (`skein start`). */
+  enabled: boolean;
+  /** Longest the warm-up may take; it stops there and the node starts anyway. */
+  timeoutMs: number;
+}
+
 export interface SysConfig {
   /** Milliseconds between `$SYS` updates; 0 disables `$SYS`. */
   intervalMs: number;
@@ -239,6 +246,7 @@ export interface SkeinConfig {
   cluster: ClusterConfig;
   health: HealthConfig;
   auth: AuthConfig;
+  warmup: WarmupConfig;
   /** Milliseconds to wait for clients and the store on shutdown before forcing exit. */
   shutdownTimeoutMs: number;
 }
@@ -341,6 +349,7 @@ export function defaultConfig(): SkeinConfig {
       jwt: { secret: '', publicKey: '', usernameClaim: 'sub', clientIdClaim: '', aclClaim: '' },
       dynsec: { file: '', adminUser: 'admin', adminPassword: '' },
     },
+    warmup: { enabled: true, timeoutMs: 10_000 },
     shutdownTimeoutMs: 10_000,
   };
 }
@@ -761,6 +770,21 @@ export const CONFIG_SCHEMA: ObjectSpec = {
             adminUser: { kind: 'string', minLength: 1, doc: 'User name of the admin client (role `admin`, as `mosquitto_ctrl dynsec init`) written into a new file.' },
             adminPassword: { kind: 'string', doc: 'Password of that admin client; needed only when the file does not exist yet (env `SKEIN_AUTH__DYNSEC__ADMIN_PASSWORD`).' },
           },
+        },
+      },
+    },
+    warmup: {
+      kind: 'object',
+      doc: 'JIT warm-up at start (`skein start` only): before the listeners open, a private node on a loopback port carries synthetic traffic (connects, fan-in and fan-out at QoS 0-2, retained messages, a persistent session\'s backlog drained three times; about 60,000 messages) and is removed again, so the first real clients, e.g. devices reconnecting with queued messages after a failover, do not wait for V8 to compile the message path. Takes about 1-2 s of one core.',
+      fields: {
+        enabled: { kind: 'bool', doc: 'Run the warm-up.' },
+        timeout: {
+          kind: 'duration',
+          field: 'timeoutMs',
+          unit: 'ms',
+          minMs: 100,
+          maxMs: 600_000,
+          doc: 'Longest the warm-up may take; it stops there and the node starts anyway.',
         },
       },
     },

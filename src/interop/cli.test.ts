@@ -7,28 +7,29 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { JsClient, REPO_ROOT, endAllJs, killAll, runProc, startProc, tempDir, uid, within, type Proc } from './helpers.js';
+import { JsClient, REPO_ROOT, endAllJs, killAll, runProc, sleep, startProc, tempDir, uid, until, within, type Proc } from './helpers.js';
 
 const SKEIN = join(REPO_ROOT, 'bin', 'skein.js');
 
-/** The environment without any SKEIN_* variable of the parent, plus `extra`. */
+/** The environment without any SKEIN_* variable of the parent, plus `extra`; the JIT warm-up
+ *  is off unless `extra` turns it on (it has its own test below). */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SKEIN_')) env[k] = v;
-  return { ...env, ...extra };
+  return { ...env, SKEIN_WARMUP__ENABLED: 'false', ...extra };
 }
 
 const skein = (args: string[], env: Record<string, string> = {}) =>
   runProc(process.execPath, [SKEIN, ...args], 15_000, { env: cleanEnv(env), cwd: REPO_ROOT });
 
 /** Starts `skein start` on 127.0.0.1:0 and waits for its listening line; returns it and its port. */
-async function startSkein(dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Proc; port: number; url: string }> {
+async function startSkein(dataDir: string, env: Record<string, string> = {}, logLevel = 'warn'): Promise<{ proc: Proc; port: number; url: string }> {
   const proc = startProc(
     process.execPath,
-    [SKEIN, 'start', '-p', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'warn'],
-    { env: cleanEnv(env), cwd: REPO_ROOT, maxLifetimeMs: 60_000 },
+    [SKEIN, 'start', '-p', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', logLevel],
+    { env: cleanEnv(env), cwd: REPO_ROOT, maxLifetimeMs: 90_000 },
   );
-  const m = await proc.waitForLine(/^skein listening on mqtt:\/\/([^\s]+):(\d+)$/, 10_000);
+  const m = await proc.waitForLine(/^skein listening on mqtt:\/\/([^\s]+):(\d+)$/, 40_000);
   const port = Number(m[2]);
   assert.equal(m[1], '127.0.0.1');
   assert.ok(port > 0 && port < 65536, `port ${port}`);
@@ -110,6 +111,32 @@ describe('skein CLI', () => {
     await v5.waitFor(() => v5.disconnects.length > 0 || v5.closed, 5_000, 'the DISCONNECT');
     assert.deepEqual(v5.disconnects.map((d) => d.reasonCode), [0x8b], 'DISCONNECT with reason 0x8B Server shutting down');
     await v4.waitFor(() => v4.closed, 5_000, 'the v4 connection to close');
+  });
+
+  it('warmup.enabled: the JIT warm-up runs before the listener opens and leaves nothing in the real store', async () => {
+    const { proc, url } = await startSkein(mkdir('skein-cli-warmup-'), { SKEIN_WARMUP__ENABLED: 'true' }, 'info');
+    await until(() => proc.stderr.includes('"msg":"skein started"'), 5_000, 'the started line'); // logs are written asynchronously
+    const logs = proc.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const done = logs.findIndex((l) => l.msg === 'warm-up done');
+    const restored = logs.findIndex((l) => l.msg === 'state restored');
+    assert.ok(done >= 0, `no 'warm-up done' line before listening:\n${proc.stderr}`);
+    // Both passes ran (WARMUP_PASSES): the first at least two rounds, the second one.
+    const rounds = logs[done]!.rounds as number[][];
+    assert.equal(rounds.length, 2, JSON.stringify(rounds));
+    assert.ok(rounds[0]!.length >= 2 && rounds[1]!.length === 1, JSON.stringify(rounds));
+    assert.ok((logs[done]!.delivered as number) >= 3 * 40_000, `delivered ${String(logs[done]!.delivered)}`);
+    // The real store opened after the warm-up, empty: the warm-up's sessions and retained
+    // messages were in a store of their own.
+    assert.ok(restored > done, 'the real store opens after the warm-up');
+    assert.equal(logs[restored]!.sessions, 0);
+    assert.equal(logs[restored]!.retained, 0);
+    const c = await JsClient.connect(url, { protocolVersion: 4, clientId: 'warmup-backlog', clean: false });
+    assert.equal(c.connack?.sessionPresent, false, "the warm-up's persistent session is not in the real node");
+    await c.subscribe('warmup/#', 1);
+    await sleep(300);
+    assert.deepEqual(c.messages, [], 'no retained message of the warm-up');
+    proc.kill('SIGTERM');
+    assert.deepEqual(await proc.waitExit(15_000), { code: 0, signal: null }, proc.describe());
   });
 
   it('kill -9 and restart on the same data dir: every acknowledged message is delivered exactly once, retained kept', async () => {
