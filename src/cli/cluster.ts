@@ -463,8 +463,9 @@ async function clusterUp(argv: string[]): Promise<number> {
       );
       nodes.push({ id, port, healthPort, child });
     }
+    // 60 s: the nodes start together and each runs its JIT warm-up (warmup.enabled) first.
     for (const node of nodes) {
-      await waitUntil(() => /skein listening on mqtt:\/\//.test(node.child.output), 20_000, `node ${node.id}`, node.child);
+      await waitUntil(() => /skein listening on mqtt:\/\//.test(node.child.output), 60_000, `node ${node.id}`, node.child);
     }
 
     // ---- HAProxy
