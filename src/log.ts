@@ -29,8 +29,39 @@ export interface CreateLoggerOptions {
   base?: Record<string, unknown>;
 }
 
+/** How long a log destination that takes nothing (a pipe nobody reads) is retried before lines
+ *  are dropped. */
+const BLOCKED_LOG_MS = 5_000;
+/** Log lines buffered while the destination is slow; beyond this they are dropped. */
+const MAX_BUFFERED_LOG_BYTES = 16 * 1024 * 1024;
+
+/**
+ * stderr, written asynchronously. pino's destination (sonic-boom) retries a write that would block
+ * for ever by default, every 100 ms while buffering without limit, and at exit in a loop: a node
+ * whose stderr reader stopped reading never exited on SIGTERM. Here the buffer is bounded and a
+ * destination blocked for `BLOCKED_LOG_MS` loses its lines instead of the process.
+ */
+function stderrDestination(): ReturnType<typeof pino.destination> {
+  let blockedSince = 0;
+  const dest = pino.destination({
+    dest: 2,
+    minLength: 0,
+    sync: false,
+    maxLength: MAX_BUFFERED_LOG_BYTES,
+    retryEAGAIN: () => {
+      const now = Date.now();
+      if (blockedSince === 0) blockedSince = now;
+      return now - blockedSince < BLOCKED_LOG_MS;
+    },
+  });
+  dest.on('write', () => (blockedSince = 0));
+  // Lines that could not be written; the process must not fail for its log.
+  dest.on('error', () => undefined);
+  return dest;
+}
+
 export function createLogger(level: LogLevel = 'info', opts: CreateLoggerOptions = {}): Logger {
-  const destination = opts.destination ?? pino.destination({ dest: 2, minLength: 0, sync: false });
+  const destination = opts.destination ?? stderrDestination();
   return pino(
     {
       level,

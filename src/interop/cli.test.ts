@@ -5,7 +5,9 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { JsClient, REPO_ROOT, endAllJs, killAll, runProc, sleep, startProc, tempDir, uid, until, within, type Proc } from './helpers.js';
 
@@ -111,6 +113,50 @@ describe('skein CLI', () => {
     await v5.waitFor(() => v5.disconnects.length > 0 || v5.closed, 5_000, 'the DISCONNECT');
     assert.deepEqual(v5.disconnects.map((d) => d.reasonCode), [0x8b], 'DISCONNECT with reason 0x8B Server shutting down');
     await v4.waitFor(() => v4.closed, 5_000, 'the v4 connection to close');
+  });
+
+  it('SIGTERM ends the process even when nobody reads its log (stderr a full pipe)', async () => {
+    // stderr is a pipe this test never reads: after 64 KB of log lines every write would block.
+    const child = spawn(process.execPath, [SKEIN, 'start', '-p', '0', '--host', '127.0.0.1', '--data-dir', mkdir('skein-cli-stuck-log-'), '--log-level', 'debug'], {
+      env: cleanEnv(),
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+    try {
+      let out = '';
+      child.stdout!.setEncoding('utf8');
+      const port = await within(
+        new Promise<number>((resolve) =>
+          child.stdout!.on('data', (d: string) => {
+            out += d;
+            const m = out.match(/listening on mqtt:\/\/127\.0\.0\.1:(\d+)/);
+            if (m) resolve(Number(m[1]));
+          }),
+        ),
+        30_000,
+        'the listening line',
+      );
+      // Each connect and close logs a line at debug: 1,000 of them are far more than a pipe holds.
+      const connect = Buffer.from([0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00]);
+      for (let i = 0; i < 1000; i += 50) {
+        await Promise.all(
+          Array.from({ length: 50 }, () =>
+            new Promise<void>((resolve) => {
+              const s = net.connect(port, '127.0.0.1', () => s.end(connect));
+              s.on('error', () => resolve());
+              s.on('close', () => resolve());
+              s.resume();
+            }),
+          ),
+        );
+      }
+      child.kill('SIGTERM');
+      const exit = await within(exited, 20_000, 'exit after SIGTERM with a blocked log');
+      assert.equal(exit.signal, null, JSON.stringify(exit));
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('warmup.enabled: the JIT warm-up runs before the listener opens and leaves nothing in the real store', async () => {
