@@ -286,16 +286,26 @@ const med = (xs) => {
 };
 const load = (broker, name) => {
   const f = `${dir}/${broker}.${name}.jsonl`;
-  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+  const rows = fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+  // The idle rows' resident memory in MB, next to the per-connection growth: a process that
+  // starts larger (Skein after its JIT warm-up) can absorb part of the ramp in memory it holds.
+  for (const r of rows) {
+    if (typeof r.rssBeforeKB === 'number') r.rssBeforeMB = r.rssBeforeKB / 1024;
+    if (typeof r.rssAfterKB === 'number') r.rssAfterMB = r.rssAfterKB / 1024;
+  }
+  return rows;
 };
 const fmt = (x, key) => {
   if (x === null || x === undefined) return '-';
   if (key === 'kbPerConn') return x.toFixed(2);
+  if (key === 'rssBeforeMB' || key === 'rssAfterMB') return x.toFixed(1);
   if (key === 'genCpu' || key === 'brokerCpu') return x.toFixed(2);
   return x >= 10000 ? `${(x / 1000).toFixed(1)}k` : `${Math.round(x)}`;
 };
 const metrics = (name) => {
-  if (name === 'idle') return [['connects/s', 'connectRate'], ['KB per connection', 'kbPerConn']];
+  if (name === 'idle') {
+    return [['connects/s', 'connectRate'], ['KB per connection', 'kbPerConn'], ['MB resident before the ramp', 'rssBeforeMB'], ['MB resident after it', 'rssAfterMB']];
+  }
   if (name === 'backlog-q1') return [['drained msg/s', 'drainRate']];
   if (name === 'retained') return [['retained delivered/s', 'rate']];
   if (name.startsWith('latency')) return [['p50 latency us', 'p50us'], ['p90 latency us', 'p90us'], ['p99 latency us', 'p99us'], ['p99.9 latency us', 'p999us']];
@@ -328,7 +338,7 @@ for (const name of names) {
   console.log(`| ${name} | CPU generator / broker | ${cpu.join(' | ')} |${peers.map(() => ' |').join('')}`);
 }
 console.log('');
-console.log('Ratios are medians divided: above 1 means Skein higher (better, except for latency and KB per connection).');
+console.log('Ratios are medians divided: above 1 means Skein higher (better, except for latency and memory).');
 if (brokers.includes('skein-cluster')) console.log('Skein cluster: 2 nodes + redis-server on core 0, publishers on node A, subscribers on node B (every message crosses nodes); its CPU is node A only; Skein / Skein cluster is what one node does against the cluster.');
 console.log('CPU rows: medians of genCpu / brokerCpu, shares of one core over the measured window (idle: the connect ramp; backlog: the drain).');
 EOF
