@@ -23,16 +23,22 @@ export function repeatedProperty(props: object | undefined): string | undefined 
   return undefined;
 }
 
+/** `checkPacket` for a PUBLISH (its own function: see Channel.handlePublishPacket). */
+export function checkPublish(packet: Packet & { cmd: 'publish' }): Violation | undefined {
+  const repeated = repeatedProperty(packet.properties);
+  if (repeated) return { reasonCode: RC.ProtocolError, reason: `${repeated} included more than once` };
+  // PUBLISH QoS > 0, SUBSCRIBE, UNSUBSCRIBE carry a non-zero Packet Identifier [MQTT-2.2.1-3]
+  // (3.1.1: [MQTT-2.3.1-1]).
+  if (packet.qos > 0 && !packet.messageId) return { reasonCode: RC.ProtocolError, reason: 'packet identifier 0' };
+  return undefined;
+}
+
 export function checkPacket(packet: Packet): Violation | undefined {
+  if (packet.cmd === 'publish') return checkPublish(packet);
   const p = packet as Packet & { messageId?: number; qos?: number; properties?: object };
   const repeated = repeatedProperty(p.properties);
   if (repeated) return { reasonCode: RC.ProtocolError, reason: `${repeated} included more than once` };
   switch (packet.cmd) {
-    case 'publish':
-      // PUBLISH QoS > 0, SUBSCRIBE, UNSUBSCRIBE carry a non-zero Packet Identifier [MQTT-2.2.1-3]
-      // (3.1.1: [MQTT-2.3.1-1]).
-      if (packet.qos > 0 && !packet.messageId) return { reasonCode: RC.ProtocolError, reason: 'packet identifier 0' };
-      return undefined;
     case 'subscribe':
       if (!packet.messageId) return { reasonCode: RC.ProtocolError, reason: 'packet identifier 0' };
       // At least one Topic Filter [MQTT-3.8.3-2] (3.1.1: [MQTT-3.8.3-3]).

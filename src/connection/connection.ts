@@ -109,7 +109,8 @@ export class Connection implements Transport, DecoderHandlers {
 
   /** Decoder handler: one whole packet. */
   packet(p: Packet): void {
-    this.channel.handle(p);
+    if (p.cmd === 'publish') this.channel.handlePublishPacket(p);
+    else this.channel.handle(p);
   }
 
   /** Decoder handler: a two-byte PUBACK / PUBCOMP (see DecoderHandlers.ack). */
