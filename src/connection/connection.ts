@@ -66,6 +66,8 @@ export class Connection implements Transport, DecoderHandlers {
   private acks: Buffer | undefined;
   private acksUsed = 0;
   private ended = false;
+  /** `close`'s grace timer; cleared when the stream closes first (it holds this connection). */
+  private destroyTimer: NodeJS.Timeout | undefined;
   private registry: Set<Connection> | undefined;
   private readonly stats: ChannelDeps['broker']['stats'];
 
@@ -137,6 +139,10 @@ export class Connection implements Transport, DecoderHandlers {
 
   onClosed(): void {
     this.ended = true;
+    if (this.destroyTimer !== undefined) {
+      clearTimeout(this.destroyTimer);
+      this.destroyTimer = undefined;
+    }
     this.registry?.delete(this);
     this.channel.onTransportClosed();
   }
@@ -254,7 +260,7 @@ export class Connection implements Transport, DecoderHandlers {
     // Flush what is written (e.g. CONNACK with an error code, DISCONNECT), then close; a peer
     // that does not read gets destroyed after a short grace period.
     this.stream.end();
-    setTimeout(() => this.stream.destroy(), 2000).unref();
+    this.destroyTimer = setTimeout(() => this.stream.destroy(), 2000).unref();
   }
 
   private onDecodeError(reasonCode: number, message: string): void {
