@@ -78,6 +78,7 @@ SCENARIOS=(
   "pairs-q1|--scenario pairs --qos 1 --pairs 100 --window 32"
   "filters-q0|--scenario filters --qos 0 --filters $FILTERS --subscribers 10 --publishers 10"
   "latency-q1|--scenario latency --qos 1 --rate 5000 --publishers 1"
+  "latency-q1-even|--scenario latency --qos 1 --rate 5000 --publishers 1 --pace even"
   "retained|--scenario retained --retained $RETAINED --subscribers 4"
   "backlog-q1|--scenario backlog --backlog $BACKLOG --window 32"
   "idle|--scenario idle --connections $IDLE_CONNS --outstanding $IDLE_OUTSTANDING --hold 2"

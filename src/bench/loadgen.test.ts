@@ -127,6 +127,19 @@ describe('bench/loadgen.c against skein start', () => {
     assert.ok((r.p999us as number) <= (r.maxus as number), 'p99.9 <= max');
   });
 
+  it('latency QoS 1 paced evenly (--pace even): each message at its own due time, percentiles reported', async () => {
+    const r = await run(['--scenario', 'latency', '--qos', '1', '--rate', '1000', '--pace', 'even']);
+    assert.equal(r.pace, 'even');
+    assert.ok(r.delivered > 0 && r.acked > 0, JSON.stringify(r));
+    assert.ok((r.p50us as number) <= (r.p99us as number), 'p50 <= p99');
+  });
+
+  it('an unknown --pace is a usage error (exit status 2), not a run', async () => {
+    const p = await runProc(binary, ['--port', String(port), '--scenario', 'latency', '--pace', 'smooth'], 10_000);
+    assert.equal(p.exit?.code, 2, p.describe());
+    assert.match(p.stderr, /usage: loadgen/);
+  });
+
   it('filters: every message reaches the one subscriber holding its filter', async () => {
     const r = await run(['--scenario', 'filters', '--filters', '300', '--subscribers', '3', '--publishers', '2']);
     assert.equal(r.scenario, 'filters');
