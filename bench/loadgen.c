@@ -1241,7 +1241,8 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (g_pace_even && g_rate > 0) {
+  if (g_rate <= 0) g_pace_even = 0; /* pacing is a property of --rate; without one there is none */
+  if (g_pace_even) {
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* the default 50 us slack would bunch the sends again */
     extra(",\"pace\":\"even\"");
   }
@@ -1307,14 +1308,8 @@ int main(int argc, char **argv) {
           update_events(c);
         }
       }
-    int timeout_ms, n;
-    if (g_rate > 0) timeout_ms = 1;
-    else {
-      uint64_t until = g_measuring ? t_end : t_measure;
-      timeout_ms = until > now ? (int)((until - now) / 1000000) + 1 : 0;
-      if (timeout_ms > 100) timeout_ms = 100;
-    }
-    if (g_pace_even && g_rate > 0) {
+    int n;
+    if (g_pace_even) {
       /* Until the next message is due: the one after paced_sent, at t_start + (paced_sent + 1) / rate. */
       uint64_t next = t_start + (uint64_t)((double)(paced_sent + 1) * 1e9 / g_rate) + 1;
       uint64_t after = now_ns();
@@ -1322,8 +1317,16 @@ int main(int argc, char **argv) {
       if (wait > 1000000) wait = 1000000;
       struct timespec ts = {(time_t)(wait / 1000000000ull), (long)(wait % 1000000000ull)};
       n = (int)syscall(SYS_epoll_pwait2, g_epfd, evs, 256, &ts, NULL, 0);
-    } else
+    } else {
+      int timeout_ms;
+      if (g_rate > 0) timeout_ms = 1;
+      else {
+        uint64_t until = g_measuring ? t_end : t_measure;
+        timeout_ms = until > now ? (int)((until - now) / 1000000) + 1 : 0;
+        if (timeout_ms > 100) timeout_ms = 100;
+      }
       n = epoll_wait(g_epfd, evs, 256, timeout_ms);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       die("epoll_wait");
