@@ -8,6 +8,7 @@ import { Decoder, encode, type DecodeError, type DecoderHandlers } from '../code
 import type { Packet } from '../codec/codec.js';
 import { RC, V3_CONNACK } from '../codec/reason-codes.js';
 import { Channel, type ChannelDeps, type Transport } from '../channel/channel.js';
+import { readDirect } from './direct-read.js';
 
 /**
  * Connections with output waiting for the end of this event-loop turn. One `setImmediate` for all
@@ -70,6 +71,9 @@ export class Connection implements Transport, DecoderHandlers {
   private destroyTimer: NodeJS.Timeout | undefined;
   private registry: Set<Connection> | undefined;
   private readonly stats: ChannelDeps['broker']['stats'];
+  /** Reads come through `readDirect`, not 'data' events (bytes handed in by the caller, e.g. what
+   *  followed a PROXY header, go to `onData`, never back into the stream). */
+  readonly directRead: boolean;
 
   constructor(
     private readonly stream: Duplex & { remoteAddress?: string; remotePort?: number; setNoDelay?: (b: boolean) => void },
@@ -87,7 +91,9 @@ export class Connection implements Transport, DecoderHandlers {
     // Shared listener functions find their Connection on the stream: no closures per connection
     // (an idle connection's memory is mostly what is allocated here).
     (stream as unknown as Record<symbol, Connection>)[CONN] = this;
-    stream.on('data', onData);
+    // Plain TCP reads skip Node's Readable layer where this Node allows it (direct-read.ts).
+    this.directRead = readDirect(stream as unknown as Stream, onData);
+    if (!this.directRead) stream.on('data', onData);
     stream.on('error', onError);
     stream.on('close', onClose);
     // A socket that is not half-open ends its side by itself when the peer's FIN arrives; calling

@@ -160,7 +160,10 @@ describe('skein CLI', () => {
   });
 
   it('warmup.enabled: the JIT warm-up runs before the listener opens and leaves nothing in the real store', async () => {
-    const { proc, url } = await startSkein(mkdir('skein-cli-warmup-'), { SKEIN_WARMUP__ENABLED: 'true' }, 'info');
+    // The default 10 s limit is for a node that must start anyway; this test checks what the
+    // whole warm-up leaves behind, so it gets time for both passes on a slow or busy machine (the
+    // suite runs two files at once: the warm-up took 8-10 s pinned to one busy core here).
+    const { proc, url } = await startSkein(mkdir('skein-cli-warmup-'), { SKEIN_WARMUP__ENABLED: 'true', SKEIN_WARMUP__TIMEOUT: '30s' }, 'info');
     await until(() => proc.stderr.includes('"msg":"skein started"'), 5_000, 'the started line'); // logs are written asynchronously
     const logs = proc.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     const done = logs.findIndex((l) => l.msg === 'warm-up done');

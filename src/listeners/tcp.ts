@@ -56,7 +56,12 @@ export class TcpListener {
   private attach(socket: net.Socket, remoteAddress?: string, rest?: Buffer): void {
     const conn = new Connection(socket, this.deps, this.logger, remoteAddress);
     conn.trackIn(this.connections);
-    if (rest && rest.length > 0) socket.unshift(rest);
+    if (rest && rest.length > 0) {
+      // What followed the PROXY header: a direct-read connection takes it straight (nothing reads
+      // the socket's Readable buffer any more), a stream one through the stream.
+      if (conn.directRead) conn.onData(rest);
+      else socket.unshift(rest);
+    }
     socket.resume();
   }
 

@@ -1,0 +1,93 @@
+/**
+ * Reads a plain TCP `net.Socket` without its Readable stream layer: libuv reads into one buffer of
+ * this module, and a callback hands each read's bytes to the connection.
+ *
+ * Why by hand: per socket read, Node's stream path allocates a 64 KiB buffer in C++ and shrinks
+ * it, wraps it in a new ArrayBuffer (which every scavenge then has to sweep), pushes it through
+ * Readable (`push`, `addChunk`, `emit('data')`) and schedules a `maybeReadMore` tick (one more
+ * turn of `processTicksAndRejections`, which in Node 20 makes a new Map at each drain). Node has
+ * the lighter path built in, for client sockets only: `net.connect({ onread: { buffer, callback }
+ * })` (documented since Node 12). No public API gives it to a socket a server accepted, so this
+ * module turns it on the way `new net.Socket({ onread })` does: the socket's own `kBuffer` /
+ * `kBufferCb` slots (found by their symbol descriptions) and `_handle.useUserBuffer`. Everything
+ * else stays Node's: `pause()`/`resume()` stop and start reading (net.Socket handles `kBuffer`
+ * sockets there), end of stream still comes as 'end' and errors as 'error', and writing is the
+ * stream's. Where any of those pieces is missing (another Node version, a TLS or WebSocket
+ * stream), `readDirect` returns false and the caller reads 'data' events as before.
+ *
+ * Each read is copied into a Buffer of its own before the decoder sees it: decoded payloads and
+ * the framer's frames are views into the chunk and may be kept (queued messages), so the shared
+ * buffer must not be handed out. The copy is of the bytes read (a few hundred in a latency-bound
+ * load, at most 64 KiB), and takes the place of the allocation Node would have made.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/** Bytes libuv may read at once into the shared buffer (Node's own per-read allocation). */
+const READ_BYTES = 64 * 1024;
+
+/** The buffer every direct socket reads into. Reads are handled one at a time on this thread and
+ *  each is copied out before the next, so one buffer serves all sockets. Never released: libuv
+ *  holds a raw pointer to it. */
+let shared: Buffer | undefined;
+
+interface Slots {
+  buffer: symbol;
+  callback: symbol;
+}
+/** Node's private slots for `onread`, looked up once; null = not available here. */
+let slots: Slots | null | undefined;
+
+function findSlots(socket: net.Socket): Slots | null {
+  let buffer: symbol | undefined;
+  let callback: symbol | undefined;
+  for (const s of Object.getOwnPropertySymbols(socket)) {
+    if (s.description === 'kBuffer') buffer = s;
+    else if (s.description === 'kBufferCb') callback = s;
+  }
+  return buffer !== undefined && callback !== undefined ? { buffer, callback } : null;
+}
+
+/** Gets each read's bytes, with `this` = the socket. */
+export type DirectReadHandler<S> = (this: S, chunk: Buffer) => void;
+/** What Node calls as `socket[kBufferCb](nread, buffer)` after each successful read. */
+type NodeCallback = (this: unknown, nread: number, buf: Buffer) => void;
+
+type Handle = { useUserBuffer?: (b: Buffer) => void; reading?: boolean };
+type Raw = net.Socket & Record<symbol, unknown> & { _handle?: Handle | null };
+
+/**
+ * Switches `socket` to direct reads: from now on each read calls `onChunk` with `this` = the
+ * socket and a Buffer of its own, and no 'data' event is emitted. Call it before any data was
+ * read, or with the socket paused and nothing buffered in its Readable. Returns false (and
+ * changes nothing) when this Node or this stream does not allow it.
+ */
+export function readDirect<S extends Duplex>(socket: S, onChunk: DirectReadHandler<S>): boolean {
+  // Only the plain TCP socket: TLS and other Duplex streams keep their own read paths.
+  if (socket.constructor !== net.Socket) return false;
+  const raw = socket as unknown as Raw;
+  const handle = raw._handle;
+  if (handle == null || typeof handle.useUserBuffer !== 'function') return false;
+  if (slots === undefined) slots = findSlots(raw);
+  if (slots === null) return false;
+  // The slots must be the ones net.Socket's constructor set (null when no onread was given).
+  if (raw[slots.buffer] !== null || raw[slots.callback] !== null) return false;
+  if (raw.readableLength > 0) return false;
+  shared ??= Buffer.allocUnsafeSlow(READ_BYTES);
+  raw[slots.buffer] = shared;
+  let callback = callbacks.get(onChunk as DirectReadHandler<unknown>);
+  if (callback === undefined) {
+    callback = function onDirectRead(this: unknown, nread: number, buf: Buffer): void {
+      const chunk = Buffer.allocUnsafeSlow(nread);
+      buf.copy(chunk, 0, 0, nread);
+      onChunk.call(this as S, chunk);
+    };
+    callbacks.set(onChunk as DirectReadHandler<unknown>, callback);
+  }
+  raw[slots.callback] = callback;
+  handle.useUserBuffer(shared);
+  return true;
+}
+
+/** One Node-facing callback per handler (callers pass a shared function): no closure per socket. */
+const callbacks = new WeakMap<DirectReadHandler<unknown>, NodeCallback>();
