@@ -301,6 +301,7 @@ const fmt = (x, key) => {
   if (key === 'kbPerConn') return x.toFixed(2);
   if (key === 'rssBeforeMB' || key === 'rssAfterMB') return x.toFixed(1);
   if (key === 'genCpu' || key === 'brokerCpu') return x.toFixed(2);
+  if (key === 'over300pct') return x.toFixed(2);
   return x >= 10000 ? `${(x / 1000).toFixed(1)}k` : `${Math.round(x)}`;
 };
 const metrics = (name) => {
@@ -309,7 +310,7 @@ const metrics = (name) => {
   }
   if (name === 'backlog-q1') return [['drained msg/s', 'drainRate']];
   if (name === 'retained') return [['retained delivered/s', 'rate']];
-  if (name.startsWith('latency')) return [['p50 latency us', 'p50us'], ['p90 latency us', 'p90us'], ['p99 latency us', 'p99us'], ['p99.9 latency us', 'p999us']];
+  if (name.startsWith('latency')) return [['p50 latency us', 'p50us'], ['p90 latency us', 'p90us'], ['p99 latency us', 'p99us'], ['p99.9 latency us', 'p999us'], ['% of messages over 300 us', 'over300pct']];
   const rows = [['delivered/s', 'rate']];
   if (!name.endsWith('q0')) rows.push(['publishes acked/s', 'ackedRate']);
   return rows;

@@ -125,6 +125,13 @@ describe('bench/loadgen.c against skein start', () => {
     assert.ok((r.p90us as number) <= (r.p99us as number), 'p90 <= p99');
     assert.ok((r.p99us as number) <= (r.p999us as number), 'p99 <= p99.9');
     assert.ok((r.p999us as number) <= (r.maxus as number), 'p99.9 <= max');
+    // The share above 300 us agrees with the percentiles: 0 when p99.9 is below it, at least 0.1%
+    // when p99.9 is above, never more than 1% while p99 is below it.
+    const over = r.over300pct as number;
+    assert.ok(typeof over === 'number' && over >= 0 && over <= 100, JSON.stringify(r));
+    if ((r.maxus as number) < 300) assert.equal(over, 0);
+    if ((r.p999us as number) > 300) assert.ok(over >= 0.1, JSON.stringify(r));
+    if ((r.p99us as number) < 300) assert.ok(over <= 1, JSON.stringify(r));
   });
 
   it('latency QoS 1 paced evenly (--pace even): each message at its own due time, percentiles reported', async () => {
