@@ -4,11 +4,12 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../config/schema.js';
-import { WARMUP_PASSES, warmUp, warmupConfig } from './warmup.js';
+import { WARMUP_PASSES, sweepStaleWarmupDirs, warmUp, warmupConfig } from './warmup.js';
 import { WARMUP_PLAN } from './warmup-traffic.js';
 
 /** This process's warm-up directories (other test files may run a warm-up at the same time). */
@@ -63,6 +64,35 @@ describe('warm-up', () => {
       assert.deepEqual(readdirSync(dataDir), [], "the real node's data directory is untouched");
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a warm-up directory whose process is gone (V8 abort, kill -9) is removed at the next start; live ones and others are kept', () => {
+    const parent = mkdtempSync(join(tmpdir(), 'skein-sweep-test-'));
+    try {
+      // A PID that has just exited (a short-lived child, waited for).
+      const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+      assert.ok(dead !== undefined && dead > 0);
+      const names = {
+        dead: `skein-warmup-${dead}-aB3xYz`,
+        mine: `skein-warmup-${process.pid}-Qw12Er`,
+        parent: `skein-warmup-${process.ppid}-Zx98Cv`,
+        other: 'skein-warmup-notapid-123456',
+        file: `skein-warmup-${dead}-File01`,
+      };
+      for (const n of [names.dead, names.mine, names.parent, names.other]) {
+        mkdirSync(join(parent, n, 'store'), { recursive: true });
+        writeFileSync(join(parent, n, 'store', 'log'), 'x');
+      }
+      writeFileSync(join(parent, names.file), 'a file named like one');
+      const removed = sweepStaleWarmupDirs(parent);
+      // The dead process's directory and the file named like one go; the rest stay.
+      assert.deepEqual(removed.sort(), [names.dead, names.file].sort());
+      assert.deepEqual(readdirSync(parent).sort(), [names.mine, names.other, names.parent].sort());
+      assert.deepEqual(sweepStaleWarmupDirs(parent), [], 'nothing more the second time');
+      assert.deepEqual(sweepStaleWarmupDirs(join(parent, 'missing')), [], 'a missing directory is no error');
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 

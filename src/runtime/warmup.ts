@@ -19,7 +19,7 @@
  * store, listener and counters. Bounded: fixed message counts and rounds, and `timeoutMs` for the
  * whole (it then stops where it is and the node starts anyway).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
@@ -98,8 +98,52 @@ export async function warmUp(real: SkeinConfig, timeoutMs: number): Promise<Warm
   return report;
 }
 
+/** Name of a warm-up directory of process `pid` (mkdtemp adds six characters). */
+const WARMUP_DIR = /^skein-warmup-(\d+)-[A-Za-z0-9]{6}$/;
+
+/**
+ * Removes the warm-up directories in `parent` whose process is gone. A node normally removes its
+ * own (at the end of the pass, or on exit after a signal), but a process that dies without
+ * running its exit handlers (V8 abort, kill -9, power loss) leaves one behind, with an embedded
+ * store's log in it. A directory whose PID is alive, or belongs to a process we may not signal
+ * (another user's), is kept; so is anything not named like ours. Returns the names removed.
+ */
+export function sweepStaleWarmupDirs(parent: string = tmpdir()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = WARMUP_DIR.exec(name);
+    if (m === null) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    try {
+      rmSync(join(parent, name), { recursive: true, force: true });
+      removed.push(name);
+    } catch {
+      // Not ours to remove (permissions): leave it.
+    }
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 async function warmUpPass(real: SkeinConfig, deadline: number, rounds: RoundLimits): Promise<TrafficResult> {
   const local = !isClustered(real) && real.store.type === 'embedded';
+  if (local) sweepStaleWarmupDirs();
   const dir = local ? mkdtempSync(join(tmpdir(), `skein-warmup-${process.pid}-`)) : undefined;
   // A signal during the warm-up ends the process (see main.ts): the directory goes with it.
   const removeDir = (): void => {
