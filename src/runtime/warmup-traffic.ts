@@ -186,6 +186,18 @@ class WarmClient {
 export interface RoundLimits {
   min: number;
   max: number;
+  /** Epoch ms: a round past `min` is not started when the last round's length from now would end
+   *  after this (the time left is for the passes that follow). 0 or absent: no such limit. */
+  optionalUntil?: number;
+}
+
+/** Whether round `round` (1-based) may start at `now`, the previous round having taken `lastMs`:
+ *  rounds up to `min` always may; later ones only while a round as long as the last would end by
+ *  `optionalUntil` (when set) and `max` is not passed. */
+export function mayStartRound(round: number, limits: RoundLimits, lastMs: number | undefined, now: number): boolean {
+  if (round > limits.max) return false;
+  if (round <= limits.min) return true;
+  return !limits.optionalUntil || now + (lastMs ?? 0) <= limits.optionalUntil;
 }
 
 export interface TrafficResult {
@@ -243,6 +255,7 @@ export async function runTraffic(port: number, deadline: number, rounds: RoundLi
     await backlog.until(() => backlog.closed);
     let previous = Infinity;
     for (let round = 1; round <= rounds.max; round++) {
+      if (!mayStartRound(round, rounds, times[times.length - 1], Date.now())) break;
       const t0 = performance.now();
       // Fan-in at each QoS; one publisher speaks MQTT 5.
       for (const qos of [0, 1, 2] as const) {
@@ -297,10 +310,10 @@ export async function runTraffic(port: number, deadline: number, rounds: RoundLi
   return r;
 }
 
-// Child process entry (see warmup.ts): argv port, deadline, min and max rounds; the result goes
-// back over the IPC channel. The child ends with its parent.
+// Child process entry (see warmup.ts): argv port, deadline, min and max rounds, optionalUntil (0:
+// none); the result goes back over the IPC channel. The child ends with its parent.
 if (process.send !== undefined && process.env.SKEIN_WARMUP_CHILD === '1') {
-  const [port, deadline, min, max] = process.argv.slice(2).map(Number) as [number, number, number, number];
+  const [port, deadline, min, max, optionalUntil] = process.argv.slice(2).map(Number) as [number, number, number, number, number];
   process.on('disconnect', () => process.exit(0));
-  void runTraffic(port, deadline, { min, max }).then((r) => process.send!(r, () => process.exit(0)));
+  void runTraffic(port, deadline, { min, max, optionalUntil }).then((r) => process.send!(r, () => process.exit(0)));
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../config/schema.js';
 import { WARMUP_PASSES, sweepStaleWarmupDirs, warmUp, warmupConfig } from './warmup.js';
-import { WARMUP_PLAN } from './warmup-traffic.js';
+import { WARMUP_PLAN, mayStartRound } from './warmup-traffic.js';
 
 /** This process's warm-up directories (other test files may run a warm-up at the same time). */
 const warmupDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith(`skein-warmup-${process.pid}-`));
@@ -94,6 +94,20 @@ describe('warm-up', () => {
     } finally {
       rmSync(parent, { recursive: true, force: true });
     }
+  });
+
+  it('a pass followed by others starts no optional round that would end past its share of the limit', () => {
+    const first = { min: 2, max: 8, optionalUntil: 6_000 };
+    // Rounds up to min always start, whatever the time.
+    assert.equal(mayStartRound(1, first, undefined, 9_000), true);
+    assert.equal(mayStartRound(2, first, 2_000, 9_000), true);
+    // An optional round starts only if one as long as the last ends by optionalUntil.
+    assert.equal(mayStartRound(3, first, 1_500, 4_500), true);
+    assert.equal(mayStartRound(3, first, 1_500, 4_501), false);
+    // Never past max; no optionalUntil (the last pass): only the max.
+    assert.equal(mayStartRound(9, first, 10, 0), false);
+    assert.equal(mayStartRound(8, { min: 2, max: 8 }, 5_000, 1e15), true);
+    assert.equal(mayStartRound(2, { min: 1, max: 1 }, 5, 0), false);
   });
 
   it('stops at its time limit with a reason, and still cleans up', async () => {

@@ -79,12 +79,22 @@ export const WARMUP_PASSES: readonly RoundLimits[] = [
   { min: 1, max: 1 },
 ];
 
+/**
+ * Share of `warmup.timeout` after which a pass followed by others starts no optional round: on a
+ * slow core the first pass's rounds used the whole limit and the second pass never ran (21 of 70
+ * starts pinned to one core of a 2 vCPU AMD EPYC VM, where the warm-up takes 8-10 s; its second
+ * pass is worth more than a third or fourth round of the first, see WARMUP_PASSES).
+ */
+export const OPTIONAL_ROUNDS_SHARE = 0.6;
+
 /** Runs the warm-up on private nodes; never throws (a failed warm-up only costs speed). */
 export async function warmUp(real: SkeinConfig, timeoutMs: number): Promise<WarmupReport> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   const report: WarmupReport = { ms: 0, delivered: 0, rounds: [] };
-  for (const rounds of WARMUP_PASSES) {
+  for (let i = 0; i < WARMUP_PASSES.length; i++) {
+    const last = i === WARMUP_PASSES.length - 1;
+    const rounds = { ...WARMUP_PASSES[i]!, optionalUntil: last ? 0 : started + OPTIONAL_ROUNDS_SHARE * timeoutMs };
     const r = await warmUpPass(real, deadline, rounds);
     report.delivered += r.delivered;
     report.rounds.push(r.rounds);
@@ -155,7 +165,7 @@ async function warmUpPass(real: SkeinConfig, deadline: number, rounds: RoundLimi
   try {
     node = await startNode(warmupConfig(real, dir), { logger: silentLogger() });
     const port = node.addresses[0]!.port;
-    const child = fork(fileURLToPath(new URL('./warmup-traffic.js', import.meta.url)), [String(port), String(deadline), String(rounds.min), String(rounds.max)], {
+    const child = fork(fileURLToPath(new URL('./warmup-traffic.js', import.meta.url)), [String(port), String(deadline), String(rounds.min), String(rounds.max), String(rounds.optionalUntil ?? 0)], {
       env: { ...process.env, SKEIN_WARMUP_CHILD: '1' },
       execArgv: [],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
