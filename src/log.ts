@@ -13,6 +13,7 @@
  * Make component loggers with `logger.child({ component: 'session' })`; log errors as
  * `logger.error({ err }, 'what failed')` so pino serializes the stack.
  */
+import fs from 'node:fs';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import type { LogLevel } from './config/schema.js';
@@ -48,7 +49,8 @@ function stderrDestination(): ReturnType<typeof pino.destination> {
     minLength: 0,
     sync: false,
     maxLength: MAX_BUFFERED_LOG_BYTES,
-    retryEAGAIN: () => {
+    retryEAGAIN: (err: Error) => {
+      if ((err as { [GIVE_UP]?: boolean })[GIVE_UP]) return false;
       const now = Date.now();
       if (blockedSince === 0) blockedSince = now;
       return now - blockedSince < BLOCKED_LOG_MS;
@@ -57,7 +59,42 @@ function stderrDestination(): ReturnType<typeof pino.destination> {
   dest.on('write', () => (blockedSince = 0));
   // Lines that could not be written; the process must not fail for its log.
   dest.on('error', () => undefined);
+  dest.flushSync = boundedFlushSync(dest as unknown as { fd: number }, dest.flushSync);
   return dest;
+}
+
+/** Marks an error of `boundedFlushSync`'s write that `retryEAGAIN` must not retry. */
+const GIVE_UP = Symbol('skein.log.giveUp');
+
+/**
+ * sonic-boom's `flushSync` (what pino runs at exit, e.g. after an uncaught exception) retries a
+ * failed write every 100 ms for ever unless the error is EAGAIN/EBUSY, which it first offers to
+ * `retryEAGAIN`. So a stderr whose reader is gone (EPIPE: `skein start 2>&1 | head -1`) kept the
+ * exiting process alive for ever, writing the same line again and again. While this flush runs,
+ * any other error of a write to fd 2 comes back as an EAGAIN marked GIVE_UP, which
+ * `retryEAGAIN` refuses: sonic-boom then throws, and the unwritten lines are dropped. The
+ * wrapper swaps `fs.writeSync` only for the length of the synchronous call.
+ */
+function boundedFlushSync(dest: { fd: number }, flushSync: () => void): () => void {
+  return function flushSyncBounded(this: unknown): void {
+    const writeSync = fs.writeSync;
+    fs.writeSync = function (this: unknown, ...args: Parameters<typeof fs.writeSync>): number {
+      try {
+        return (writeSync as (...a: unknown[]) => number).apply(fs, args);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (args[0] !== dest.fd || code === 'EAGAIN' || code === 'EBUSY') throw err;
+        throw Object.assign(new Error(`log write failed: ${code}`), { code: 'EAGAIN', [GIVE_UP]: true });
+      }
+    } as typeof fs.writeSync;
+    try {
+      flushSync.call(this);
+    } catch {
+      // What could not be written is lost; the process goes on (or exits) without it.
+    } finally {
+      fs.writeSync = writeSync;
+    }
+  };
 }
 
 export function createLogger(level: LogLevel = 'info', opts: CreateLoggerOptions = {}): Logger {

@@ -148,7 +148,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`skein: could not start: ${(err as Error).message}\n`);
     return 1;
   }
-  // Print where to connect on stdout (logs go to stderr), so scripts and tests can read it.
+  // Print where to connect on stdout (logs go to stderr), so scripts and tests can read it. A
+  // reader that went away (`skein start | head -1`) must not take the broker down: the write's
+  // EPIPE would otherwise be an uncaught 'error' event, and the process die at start.
+  process.stdout.on('error', () => undefined);
   node.addresses.forEach((a, i) => {
     const l = config.listeners[i]!;
     const path = l.protocol === 'ws' || l.protocol === 'wss' ? l.path || '/' : '';

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../testing/ports.js';
 import { JsClient, REPO_ROOT, endAllJs, killAll, runProc, sleep, startProc, tempDir, uid, until, within, type Proc } from './helpers.js';
 
 const SKEIN = join(REPO_ROOT, 'bin', 'skein.js');
@@ -113,6 +114,38 @@ describe('skein CLI', () => {
     await v5.waitFor(() => v5.disconnects.length > 0 || v5.closed, 5_000, 'the DISCONNECT');
     assert.deepEqual(v5.disconnects.map((d) => d.reasonCode), [0x8b], 'DISCONNECT with reason 0x8B Server shutting down');
     await v4.waitFor(() => v4.closed, 5_000, 'the v4 connection to close');
+  });
+
+  it('a reader of stdout and stderr that goes away (skein start 2>&1 | head -1) neither kills nor hangs the node', async () => {
+    // One pipe for both, as a shell's `2>&1 |` gives; the test reads the first line, then closes
+    // its end. Before: the stdout write's EPIPE was an uncaught error, and the exit's log flush
+    // then retried its EPIPE for ever, so the node neither served nor ended.
+    const dataDir = mkdir('skein-cli-epipe-');
+    const port = await freePort();
+    const child = spawn('/bin/sh', ['-c', `exec "$0" "$@" 2>&1`, process.execPath, SKEIN, 'start', '-p', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info'], {
+      env: cleanEnv(),
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+    try {
+      await within(new Promise((r) => child.stdout!.once('data', r)), 30_000, 'a first line');
+      child.stdout!.destroy();
+      // The node goes on serving, with nobody reading what it prints or logs.
+      let c: JsClient | undefined;
+      for (const end = Date.now() + 20_000; c === undefined && Date.now() < end; ) {
+        c = await JsClient.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, clientId: uid('epipe') }).catch(() => undefined);
+        if (c === undefined) await sleep(200);
+      }
+      assert.ok(c, 'a client connects after the reader left');
+      assert.equal(child.exitCode, null, 'the node is still running');
+      await c.end();
+      child.kill('SIGTERM');
+      const exit = await within(exited, 15_000, 'exit after SIGTERM with a closed log pipe');
+      assert.deepEqual(exit, { code: 0, signal: null });
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('SIGTERM ends the process even when nobody reads its log (stderr a full pipe)', async () => {
