@@ -53,7 +53,10 @@ export type DirectReadHandler<S> = (this: S, chunk: Buffer) => void;
 /** What Node calls as `socket[kBufferCb](nread, buffer)` after each successful read. */
 type NodeCallback = (this: unknown, nread: number, buf: Buffer) => void;
 
-type Handle = { useUserBuffer?: (b: Buffer) => void; reading?: boolean };
+/** One Node-facing callback per handler (callers pass a shared function): no closure per socket. */
+const callbacks = new WeakMap<DirectReadHandler<unknown>, NodeCallback>();
+
+type Handle = { useUserBuffer?: (b: Buffer) => void };
 type Raw = net.Socket & Record<symbol, unknown> & { _handle?: Handle | null };
 
 /**
@@ -89,5 +92,3 @@ export function readDirect<S extends Duplex>(socket: S, onChunk: DirectReadHandl
   return true;
 }
 
-/** One Node-facing callback per handler (callers pass a shared function): no closure per socket. */
-const callbacks = new WeakMap<DirectReadHandler<unknown>, NodeCallback>();

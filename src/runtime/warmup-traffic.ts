@@ -254,8 +254,7 @@ export async function runTraffic(port: number, deadline: number, rounds: RoundLi
     backlog.disconnect();
     await backlog.until(() => backlog.closed);
     let previous = Infinity;
-    for (let round = 1; round <= rounds.max; round++) {
-      if (!mayStartRound(round, rounds, times[times.length - 1], Date.now())) break;
+    for (let round = 1; mayStartRound(round, rounds, times[times.length - 1], Date.now()); round++) {
       const t0 = performance.now();
       // Fan-in at each QoS; one publisher speaks MQTT 5.
       for (const qos of [0, 1, 2] as const) {

@@ -20,6 +20,7 @@
  * whole (it then stops where it is and the node starts anyway).
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { processAlive } from '../store/embedded/files.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
@@ -92,6 +93,7 @@ export async function warmUp(real: SkeinConfig, timeoutMs: number): Promise<Warm
   const started = Date.now();
   const deadline = started + timeoutMs;
   const report: WarmupReport = { ms: 0, delivered: 0, rounds: [] };
+  if (usesTempDir(real)) sweepStaleWarmupDirs();
   for (let i = 0; i < WARMUP_PASSES.length; i++) {
     const last = i === WARMUP_PASSES.length - 1;
     const rounds = { ...WARMUP_PASSES[i]!, optionalUntil: last ? 0 : started + OPTIONAL_ROUNDS_SHARE * timeoutMs };
@@ -141,19 +143,11 @@ export function sweepStaleWarmupDirs(parent: string = tmpdir()): string[] {
   return removed;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists, under another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** The warm-up nodes use an embedded store in a temporary directory (else a memory store). */
+const usesTempDir = (real: SkeinConfig): boolean => !isClustered(real) && real.store.type === 'embedded';
 
 async function warmUpPass(real: SkeinConfig, deadline: number, rounds: RoundLimits): Promise<TrafficResult> {
-  const local = !isClustered(real) && real.store.type === 'embedded';
-  if (local) sweepStaleWarmupDirs();
+  const local = usesTempDir(real);
   const dir = local ? mkdtempSync(join(tmpdir(), `skein-warmup-${process.pid}-`)) : undefined;
   // A signal during the warm-up ends the process (see main.ts): the directory goes with it.
   const removeDir = (): void => {

@@ -59,7 +59,8 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 const heldHere = new Set<string>();
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (EPERM: it does, under another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -83,7 +84,7 @@ export function acquireDirLock(dir: string): () => void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read ${path}`, { cause: err });
   }
-  if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+  if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
     throw new StoreError(`store directory ${dir} is in use by process ${owner}`);
   }
   writeFileSync(path, `${process.pid}\n`);
