@@ -22,6 +22,9 @@ export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
 export const DEFAULT_PORTS: Readonly<Record<ListenerProtocol, number>> = { mqtt: 1883, mqtts: 8883, ws: 8083, wss: 8084 };
 
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+/** How a `mqtt` listener accepts sockets (src/listeners/tcp.ts). */
+export const SOCKET_LAYERS = ['handle', 'net'] as const;
+export type SocketLayer = (typeof SOCKET_LAYERS)[number];
 export type TlsVersion = (typeof TLS_VERSIONS)[number];
 
 /** TLS settings of an `mqtts` / `wss` listener. Paths are read at start and on reload (SIGHUP). */
@@ -69,6 +72,8 @@ export interface ListenerConfig {
   path?: string;
   /** Connections this listener accepts at once; 0 = no limit of its own (`limits.maxConnections` still applies). */
   maxConnections?: number;
+  /** `mqtt` only: `handle` = sockets on Node's libuv handles (src/connection/raw-tcp.ts), `net` = net.Server. */
+  socketLayer?: SocketLayer;
   /** `mqtts`/`wss` only. */
   tls?: ListenerTlsConfig;
 }
@@ -276,6 +281,7 @@ export function defaultListener(protocol: ListenerProtocol = 'mqtt'): ListenerCo
     trustedProxies: '',
     path: '/mqtt',
     maxConnections: 0,
+    socketLayer: 'handle',
     tls: defaultListenerTls(),
   };
 }
@@ -507,6 +513,11 @@ export const CONFIG_SCHEMA: ObjectSpec = {
             min: 0,
             max: I31,
             doc: 'Connections this listener holds at once (Mosquitto `max_connections`); 0 = no limit of its own (`limits.maxConnections` still applies).',
+          },
+          socketLayer: {
+            kind: 'enum',
+            values: SOCKET_LAYERS,
+            doc: '`mqtt` listeners: `handle` accepts on Node\'s libuv TCP handles without a `net.Socket` per connection (about twice the connects per second; falls back to `net` with a warning where the runtime lacks them), `net` uses `net.Server`. Same behaviour either way.',
           },
           tls: {
             kind: 'object',

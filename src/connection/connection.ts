@@ -9,6 +9,22 @@ import type { Packet } from '../codec/codec.js';
 import { RC, V3_CONNACK } from '../codec/reason-codes.js';
 import { Channel, type ChannelDeps, type Transport } from '../channel/channel.js';
 import { readDirect } from './direct-read.js';
+import { RawSocket, type RawSocketOwner } from './raw-tcp.js';
+
+/** What a Connection uses of its byte stream: a `net.Socket`, `tls.TLSSocket` or WebSocket
+ *  stream (Duplex streams), or a RawSocket (raw-tcp.ts), which has the same members. */
+type ByteStream = {
+  write(bytes: Buffer): boolean;
+  end(): void;
+  destroy(): void;
+  readonly destroyed: boolean;
+  pause(): void;
+  resume(): void;
+  readonly writableLength: number;
+  remoteAddress?: string;
+  remotePort?: number;
+  setNoDelay?: (b: boolean) => void;
+};
 
 /**
  * Connections with output waiting for the end of this event-loop turn. One `setImmediate` for all
@@ -54,7 +70,7 @@ const CONCAT_MAX = 64 * 1024;
 /** Size of the buffer four-byte acks are gathered in (see `writeAck`). */
 const ACKS_BYTES = 256;
 
-export class Connection implements Transport, DecoderHandlers {
+export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
   readonly channel: Channel;
   private readonly decoder: Decoder;
   private version: 3 | 4 | 5 = 4;
@@ -76,7 +92,7 @@ export class Connection implements Transport, DecoderHandlers {
   readonly directRead: boolean;
 
   constructor(
-    private readonly stream: Duplex & { remoteAddress?: string; remotePort?: number; setNoDelay?: (b: boolean) => void },
+    private readonly stream: ByteStream,
     deps: ChannelDeps,
     private readonly logger: Logger,
     /** The client's address when the stream's peer is not the client (PROXY protocol, WebSocket). */
@@ -90,16 +106,23 @@ export class Connection implements Transport, DecoderHandlers {
     this.stats = deps.broker.stats;
     // Shared listener functions find their Connection on the stream: no closures per connection
     // (an idle connection's memory is mostly what is allocated here).
+    if (stream instanceof RawSocket) {
+      // No stream events: the socket calls this connection's onData / onError / onDrain / onClosed.
+      stream.owner = this;
+      this.directRead = true;
+      return;
+    }
     (stream as unknown as Record<symbol, Connection>)[CONN] = this;
+    const duplex = stream as unknown as Stream;
     // Plain TCP reads skip Node's Readable layer where this Node allows it (direct-read.ts).
-    this.directRead = readDirect(stream as unknown as Stream, onData);
-    if (!this.directRead) stream.on('data', onData);
-    stream.on('error', onError);
-    stream.on('close', onClose);
+    this.directRead = readDirect(duplex, onData);
+    if (!this.directRead) duplex.on('data', onData);
+    duplex.on('error', onError);
+    duplex.on('close', onClose);
     // A socket that is not half-open ends its side by itself when the peer's FIN arrives; calling
     // end() again would only build an ERR_STREAM_ALREADY_FINISHED error.
-    if ((stream as { allowHalfOpen?: boolean }).allowHalfOpen !== false) stream.on('end', onEnd);
-    stream.on('drain', onDrain);
+    if (duplex.allowHalfOpen !== false) duplex.on('end', onEnd);
+    duplex.on('drain', onDrain);
   }
 
   /** `host:port` of the client; built when asked (logs, authentication), not kept per connection. */
@@ -159,6 +182,11 @@ export class Connection implements Transport, DecoderHandlers {
 
   onEnd(): void {
     this.stream.end();
+  }
+
+  /** Output refused earlier is written: the channel may go on. */
+  onDrain(): void {
+    this.channel.onWritable();
   }
 
   setProtocolVersion(v: 3 | 4 | 5): void {

@@ -33,7 +33,7 @@ export function createListener(l: ListenerConfig, index: number, deps: ChannelDe
       );
     default:
       return new TcpListener(
-        { port: l.port, host: l.host, proxyProtocol: l.proxyProtocol, trustedProxies: l.trustedProxies, maxConnections: l.maxConnections },
+        { port: l.port, host: l.host, proxyProtocol: l.proxyProtocol, trustedProxies: l.trustedProxies, maxConnections: l.maxConnections, socketLayer: l.socketLayer },
         deps,
         logger,
       );

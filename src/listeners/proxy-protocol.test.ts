@@ -8,7 +8,7 @@ import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import { startHaproxy } from '../cluster/testing.js';
-import { defaultConfig, type SkeinConfig } from '../config/schema.js';
+import { defaultConfig, SOCKET_LAYERS, type SkeinConfig, type SocketLayer } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { startNode, type SkeinNode } from '../node.js';
 import { killAll, until, within } from '../interop/helpers.js';
@@ -131,10 +131,10 @@ describe('PROXY protocol parser', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-async function startProxiedNode(trustedProxies: string): Promise<SkeinNode> {
+async function startProxiedNode(trustedProxies: string, socketLayer: SocketLayer = 'handle'): Promise<SkeinNode> {
   const c: SkeinConfig = defaultConfig();
   c.nodeId = 'pp';
-  c.listeners = [{ port: 0, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: true, trustedProxies }];
+  c.listeners = [{ port: 0, host: '127.0.0.1', protocol: 'mqtt', proxyProtocol: true, trustedProxies, socketLayer }];
   c.store.type = 'memory';
   c.sys.intervalMs = 0;
   // The clients' addresses come from PROXY headers (not loopback): let them in anonymously.
@@ -171,9 +171,10 @@ function exchange(port: number, bytes: Buffer, waitMs: number): Promise<{ data: 
 
 const CONNACK_OK = '20020000';
 
-describe('listener with proxyProtocol', () => {
+// Both socket layers of the TCP listener read the preamble (src/listeners/tcp.ts).
+for (const layer of SOCKET_LAYERS) describe(`listener with proxyProtocol (socketLayer ${layer})`, () => {
   it('a trusted peer: header then CONNECT in one write is served, with the address from the header', async (t) => {
-    const node = await startProxiedNode('127.0.0.1');
+    const node = await startProxiedNode('127.0.0.1', layer);
     t.after(() => node.stop());
     const port = node.addresses[0]!.port;
     const s = net.connect(port, '127.0.0.1');
@@ -189,7 +190,7 @@ describe('listener with proxyProtocol', () => {
   });
 
   it('a trusted peer: v2 header split over writes, then CONNECT', async (t) => {
-    const node = await startProxiedNode('127.0.0.0/8');
+    const node = await startProxiedNode('127.0.0.0/8', layer);
     t.after(() => node.stop());
     const s = net.connect(node.addresses[0]!.port, '127.0.0.1');
     t.after(() => s.destroy());
@@ -211,7 +212,7 @@ describe('listener with proxyProtocol', () => {
   });
 
   it('a trusted peer without a header, or with a malformed one, is closed without CONNACK', async (t) => {
-    const node = await startProxiedNode('127.0.0.1');
+    const node = await startProxiedNode('127.0.0.1', layer);
     t.after(() => node.stop());
     const port = node.addresses[0]!.port;
     const noHeader = await exchange(port, CONNECT, 5000);
@@ -224,7 +225,7 @@ describe('listener with proxyProtocol', () => {
   });
 
   it('a trusted peer that sends no complete header in time is closed', async (t) => {
-    const node = await startProxiedNode('127.0.0.1');
+    const node = await startProxiedNode('127.0.0.1', layer);
     t.after(() => node.stop());
     const started = Date.now();
     const r = await exchange(node.addresses[0]!.port, ascii('PROXY TCP4 1.2.3.4'), 8000);
@@ -234,7 +235,7 @@ describe('listener with proxyProtocol', () => {
   });
 
   it('an untrusted peer: a PROXY header is refused, plain MQTT is served with the socket address', async (t) => {
-    const node = await startProxiedNode('10.0.0.0/8');
+    const node = await startProxiedNode('10.0.0.0/8', layer);
     t.after(() => node.stop());
     const port = node.addresses[0]!.port;
     const spoof = await exchange(port, Buffer.concat([ascii('PROXY TCP4 10.1.1.1 10.0.0.1 1 1883\r\n'), CONNECT]), 5000);

@@ -3,12 +3,19 @@
  * the first bytes of a connection from a trusted proxy must be a PROXY v1/v2 header (read here,
  * bounded in size and time); the Connection then gets the client's real address. A peer outside
  * `trustedProxies` that sends a PROXY header, or a trusted one that does not, is closed.
+ *
+ * Two socket layers, one behaviour: `handle` (the default) accepts on Node's libuv handles
+ * directly (src/connection/raw-tcp.ts: no net.Socket per connection, about twice the connects per
+ * second); `net` uses net.Server. `handle` falls back to `net` by itself, with a warning, on a
+ * runtime that lacks the bindings it needs.
  */
 import net from 'node:net';
 import { listenOn } from './listen.js';
 import type { Logger } from 'pino';
 import type { ChannelDeps } from '../channel/channel.js';
+import type { SocketLayer } from '../config/schema.js';
 import { Connection } from '../connection/connection.js';
+import { RawSocket, RawTcpServer, rawTcpSupported, rawTcpUnsupportedReason, type RawSocketOwner } from '../connection/raw-tcp.js';
 import {
   looksLikeProxyHeader,
   parseProxyHeader,
@@ -16,6 +23,7 @@ import {
   trustMatcher,
   V2_MAX_LENGTH,
 } from './proxy-protocol.js';
+
 
 export interface TcpListenerOptions {
   port: number;
@@ -28,12 +36,38 @@ export interface TcpListenerOptions {
   proxyHeaderTimeoutMs?: number;
   /** Connections at once; 0 = the node's limit. */
   maxConnections?: number;
+  /** Which sockets to accept with (see the file comment); default `handle`. */
+  socketLayer?: SocketLayer;
+}
+
+/** Where a PROXY preamble stands after the bytes read so far. */
+type PreambleStep =
+  | { kind: 'more' }
+  | { kind: 'reject'; why: string }
+  /** `real`: the client's `host:port` from the header (none: use the socket's peer). */
+  | { kind: 'done'; real?: string; rest: Buffer; version?: 1 | 2; command?: string };
+
+/** One step of reading the preamble: `buf` is every byte read so far. Pure. */
+function preambleStep(buf: Buffer, trusted: boolean): PreambleStep {
+  if (!trusted) {
+    if (looksLikeProxyHeader(buf.subarray(0, 1))) return { kind: 'reject', why: 'PROXY header from an untrusted peer' };
+    return { kind: 'done', rest: buf };
+  }
+  const r = parseProxyHeader(buf.length > V2_MAX_LENGTH ? buf.subarray(0, V2_MAX_LENGTH) : buf);
+  if (r.kind === 'incomplete') return { kind: 'more' };
+  if (r.kind === 'invalid') return { kind: 'reject', why: r.reason };
+  const h = r.header;
+  const real = h.command === 'PROXY' && h.source ? `${h.source.address}:${h.source.port}` : undefined;
+  return { kind: 'done', real, rest: buf.subarray(r.length), version: h.version, command: h.command };
 }
 
 export class TcpListener {
   private server: net.Server | undefined;
+  private raw: RawTcpServer | undefined;
   readonly connections = new Set<Connection>();
   private readonly trusted: (address: string) => boolean;
+  /** The layer in use once listening. */
+  layer: SocketLayer = 'net';
 
   constructor(
     private readonly opts: TcpListenerOptions,
@@ -43,26 +77,61 @@ export class TcpListener {
     this.trusted = trustMatcher(opts.trustedProxies ?? '');
   }
 
+  private get maxConnections(): number {
+    return this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;
+  }
+
   async listen(): Promise<{ port: number; host: string }> {
+    if ((this.opts.socketLayer ?? 'handle') === 'handle') {
+      if (rawTcpSupported()) return this.listenRaw();
+      this.logger.warn({ why: rawTcpUnsupportedReason() }, 'socketLayer "handle" is not available on this runtime; using net.Server');
+    }
     const server = net.createServer({ noDelay: true }, (socket) => {
       if (this.opts.proxyProtocol) this.readPreamble(socket);
       else this.attach(socket);
     });
-    server.maxConnections = this.opts.maxConnections || this.deps.broker.options.maxConnections + 100;
+    server.maxConnections = this.maxConnections;
     this.server = server;
+    this.layer = 'net';
     return listenOn(server, this.opts.port, this.opts.host, this.logger);
   }
 
-  private attach(socket: net.Socket, remoteAddress?: string, rest?: Buffer): void {
+  private async listenRaw(): Promise<{ port: number; host: string }> {
+    const raw = new RawTcpServer({
+      maxConnections: this.maxConnections,
+      onConnection: (socket) => {
+        if (this.opts.proxyProtocol) this.readRawPreamble(socket);
+        else this.attach(socket);
+      },
+      onError: (err) => this.logger.error({ err }, 'listener error'),
+    });
+    const bound = await raw.listen(this.opts.port, this.opts.host);
+    this.raw = raw;
+    this.layer = 'handle';
+    return bound;
+  }
+
+  private attach(socket: net.Socket | RawSocket, remoteAddress?: string, rest?: Buffer): void {
     const conn = new Connection(socket, this.deps, this.logger, remoteAddress);
     conn.trackIn(this.connections);
     if (rest && rest.length > 0) {
       // What followed the PROXY header: a direct-read connection takes it straight (nothing reads
       // the socket's Readable buffer any more), a stream one through the stream.
       if (conn.directRead) conn.onData(rest);
-      else socket.unshift(rest);
+      else (socket as net.Socket).unshift(rest);
     }
     socket.resume();
+  }
+
+  private refused(peer: string, why: string): void {
+    this.logger.warn({ remote: peer, why }, 'connection refused: PROXY protocol');
+  }
+
+  private preambleDone(socket: net.Socket | RawSocket, peer: string, step: PreambleStep & { kind: 'done' }): void {
+    if (step.version !== undefined) {
+      this.logger.debug({ proxy: peer, remote: step.real ?? peer, version: step.version, command: step.command }, 'PROXY header');
+    }
+    this.attach(socket, step.real, step.rest);
   }
 
   /** Reads the PROXY header (trusted peers) or checks there is none (others), then attaches. */
@@ -72,7 +141,7 @@ export class TcpListener {
     let buf: Buffer = Buffer.alloc(0);
     const reject = (why: string): void => {
       cleanup();
-      this.logger.warn({ remote: peer, why }, 'connection refused: PROXY protocol');
+      this.refused(peer, why);
       socket.destroy();
     };
     const timer = setTimeout(() => reject('no complete PROXY header in time'), this.opts.proxyHeaderTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS);
@@ -87,31 +156,57 @@ export class TcpListener {
     const onClose = (): void => cleanup();
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      if (!trusted) {
-        if (looksLikeProxyHeader(buf.subarray(0, 1))) return reject('PROXY header from an untrusted peer');
-        cleanup();
-        socket.pause();
-        return this.attach(socket, undefined, buf);
-      }
-      const r = parseProxyHeader(buf.length > V2_MAX_LENGTH ? buf.subarray(0, V2_MAX_LENGTH) : buf);
-      if (r.kind === 'incomplete') return;
-      if (r.kind === 'invalid') return reject(r.reason);
+      const step = preambleStep(buf, trusted);
+      if (step.kind === 'more') return;
+      if (step.kind === 'reject') return reject(step.why);
       cleanup();
       socket.pause();
-      const h = r.header;
-      const real = h.command === 'PROXY' && h.source ? `${h.source.address}:${h.source.port}` : undefined;
-      this.logger.debug({ proxy: peer, remote: real ?? peer, version: h.version, command: h.command }, 'PROXY header');
-      this.attach(socket, real, buf.subarray(r.length));
+      this.preambleDone(socket, peer, step);
     };
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
   }
 
+  /** The same for a RawSocket: the reader owns the socket until the header is read. */
+  private readRawPreamble(socket: RawSocket): void {
+    const peer = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
+    const trusted = socket.remoteAddress !== undefined && this.trusted(socket.remoteAddress);
+    let buf: Buffer = Buffer.alloc(0);
+    let timer: NodeJS.Timeout | undefined;
+    const reject = (why: string): void => {
+      clearTimeout(timer);
+      this.refused(peer, why);
+      socket.destroy();
+    };
+    const reader: RawSocketOwner = {
+      onData: (chunk) => {
+        if (socket.destroyed) return;
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        const step = preambleStep(buf, trusted);
+        if (step.kind === 'more') return;
+        if (step.kind === 'reject') return reject(step.why);
+        clearTimeout(timer);
+        socket.pause();
+        this.preambleDone(socket, peer, step);
+      },
+      onError: () => clearTimeout(timer),
+      onDrain: () => {},
+      onClosed: () => clearTimeout(timer),
+    };
+    socket.owner = reader;
+    timer = setTimeout(() => reject('no complete PROXY header in time'), this.opts.proxyHeaderTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS);
+    timer.unref();
+    socket.resume();
+  }
+
   /** Stops accepting new connections. */
   async stop(): Promise<void> {
     const server = this.server;
-    if (!server) return;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const raw = this.raw;
+    this.server = undefined;
+    this.raw = undefined;
+    if (raw) await raw.close();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
