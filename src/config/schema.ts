@@ -786,7 +786,7 @@ export const CONFIG_SCHEMA: ObjectSpec = {
     },
     warmup: {
       kind: 'object',
-      doc: 'JIT warm-up at start (`skein start` only): before the listeners open, two private nodes on loopback ports, one after the other, carry synthetic traffic from a child process (connects; rounds of fan-in at QoS 0-2, fan-out, retained messages and a persistent session\'s 10,000-message backlog drained, until a round is no longer 10% faster) and are removed again, so the first real clients, e.g. devices reconnecting with queued messages after a failover, do not wait for V8 to compile the message path. Takes about 3 s (about 6 s on a single core) and leaves about 35 MB more resident memory; never touches the real store or Redis.',
+      doc: 'JIT warm-up at start (`skein start` only): before the listeners open, two private nodes on loopback ports, one after the other, carry synthetic traffic from a child process (connects; rounds of fan-in at QoS 0-2, fan-out, retained messages and a persistent session\'s 10,000-message backlog drained, until a round is no longer 10% faster) and are removed again, so the first real clients, e.g. devices reconnecting with queued messages after a failover, do not wait for V8 to compile the message path. Takes about 3 s on a fast machine, 6-10 s on a single core of a small one (bounded by `warmup.timeout`), and leaves about 35 MB more resident memory; never touches the real store or Redis.',
       fields: {
         enabled: { kind: 'bool', doc: 'Run the warm-up.' },
         timeout: {
