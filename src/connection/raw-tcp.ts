@@ -13,10 +13,12 @@
  * needs (accept, read, write with backpressure, half-close, close), on the same C++ objects.
  *
  * The handles come from `process.binding('tcp_wrap')` and `process.binding('stream_wrap')`. These
- * are documented as deprecated (DEP0111, documentation only) but kept on purpose for this kind of
- * use: Node's own test suite checks that `process.binding` still gives both. Everything is looked
- * up and checked once (`rawTcpSupport`); where a piece is missing (another runtime, a future Node
- * that drops them) the TCP listener falls back to `net.Server` and says so in its log, and
+ * are documented as deprecated (DEP0111, documentation only, no runtime warning) and still on the
+ * short list `process.binding` serves on Node's main branch (lib/internal/bootstrap/realm.js, which
+ * returns the internal binding itself); Node's own tests check both are there. Everything is
+ * looked up and checked once (`rawTcpSupported`); where a piece is missing (another runtime, a
+ * future Node that drops them, or Node's permission model, under which `process.binding` throws)
+ * the TCP listener falls back to `net.Server` and says so in its log, and
  * `listeners[].socketLayer: "net"` chooses that path outright.
  *
  * What stays Node's: libuv does the accept (with its EMFILE handling), the reads, the writes (a
