@@ -131,7 +131,8 @@ function load(): Bindings | null {
       kLastWriteWasAsync: idx[1] as number,
     };
   } catch (err) {
-    whyNot = (err as Error).message;
+    const e = err as NodeJS.ErrnoException;
+    whyNot = e.code ? `${e.code}: ${e.message}` : e.message;
   }
   return bindings;
 }
