@@ -101,6 +101,10 @@ export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
   /** Reads come through `readDirect`, not 'data' events (bytes handed in by the caller, e.g. what
    *  followed a PROXY header, go to `onData`, never back into the stream). */
   readonly directRead: boolean;
+  /** A RawSocket may lend this connection reads made only of acks, PINGREQ and DISCONNECT (see
+   *  raw-tcp.ts `onlyViewlessFrames`): the framer copies partial frames, and those decode to
+   *  numbers, so nothing of such a chunk is kept past `onData`. */
+  readonly lendsViewlessReads = true;
 
   constructor(
     private readonly stream: ByteStream,

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
-import { RawSocket, RawTcpServer, rawTcpSupported, rawTcpUnsupportedReason, type RawSocketOwner } from './raw-tcp.js';
+import { onlyViewlessFrames, RawSocket, RawTcpServer, rawTcpSupported, rawTcpUnsupportedReason, type RawSocketOwner } from './raw-tcp.js';
 import { TcpListener } from '../listeners/tcp.js';
 import { startTestBroker, RawClient } from '../testing/harness.js';
 import { silentLogger } from '../log.js';
@@ -274,6 +274,42 @@ describe('raw TCP sockets', () => {
     await closing;
     c.destroy();
     await other.close();
+  });
+});
+
+describe('lent reads', () => {
+  it('onlyViewlessFrames: four-byte acks, PINGREQ and DISCONNECT only; a partial last frame is allowed', () => {
+    const ok = (bytes: number[]) => onlyViewlessFrames(Uint8Array.from(bytes), bytes.length);
+    assert.equal(ok([0x40, 2, 0, 1]), true, 'PUBACK');
+    assert.equal(ok([0x40, 2, 0, 1, 0x50, 2, 0, 2, 0x62, 2, 0, 3, 0x70, 2, 0, 4, 0xc0, 0, 0xe0, 0]), true, 'every kind');
+    assert.equal(ok([0x40, 2, 0, 1, 0x40, 2]), true, 'a partial ack last (the framer copies it)');
+    assert.equal(ok([0x40, 2, 0, 1, 0x30]), true, 'one byte of a next frame');
+    assert.equal(ok([0x40, 3, 0, 1, 0]), false, 'a v5 PUBACK with a reason code');
+    assert.equal(ok([0x40, 2, 0, 1, 0x30, 5, 0, 1, 0x74, 0x41, 0x42]), false, 'a PUBLISH after an ack');
+    assert.equal(ok([0x10, 12]), false, 'CONNECT');
+    assert.equal(ok([0xe0, 1, 0]), false, 'DISCONNECT with a reason code');
+    assert.equal(ok([0x62, 2, 0, 1]), true, 'PUBREL');
+    assert.equal(ok([0x60, 2, 0, 1]), false, 'PUBREL with wrong flags goes to a copy');
+  });
+
+  it('an owner that lends gets ack-only reads as views of the shared buffer, everything else copied; others always copies', async (t) => {
+    const { port, nth } = await rawServer(t);
+    const a = await connect(port);
+    t.after(() => a.destroy());
+    const { rec } = await nth(0);
+    (rec as unknown as { lendsViewlessReads: boolean }).lendsViewlessReads = true;
+    a.write(Buffer.from([0x40, 2, 0, 1, 0x40, 2, 0, 2]));
+    await rec.until(() => rec.chunks.length === 1, 'ack read');
+    assert.equal(rec.chunks[0]!.buffer.byteLength, 64 * 1024, 'lent: a view of the shared 64 KiB buffer');
+    a.write(Buffer.from([0x30, 5, 0, 1, 0x74, 0x41, 0x42]));
+    await rec.until(() => rec.chunks.length === 2, 'publish read');
+    assert.equal(rec.chunks[1]!.buffer.byteLength, 7, 'copied into a buffer of its own');
+    const b = await connect(port);
+    t.after(() => b.destroy());
+    const other = await nth(1);
+    b.write(Buffer.from([0x40, 2, 0, 1]));
+    await other.rec.until(() => other.rec.chunks.length === 1, 'ack read, no lending');
+    assert.equal(other.rec.chunks[0]!.buffer.byteLength, 4);
   });
 });
 

@@ -43,6 +43,10 @@ export interface RawSocketOwner {
   onDrain(): void;
   /** The handle is closed (by either side, or by an error). */
   onClosed(): void;
+  /** True when this owner keeps nothing of a chunk made only of the frames `onlyViewlessFrames`
+   *  accepts, so such a read may be lent as a view of the shared buffer instead of copied (the
+   *  Connection: its framer copies any partial remainder, and those frames decode to numbers). */
+  readonly lendsViewlessReads?: boolean;
 }
 
 // The shapes of the binding objects this module uses (Node 20's src/tcp_wrap.cc, stream_base.cc).
@@ -166,15 +170,40 @@ let shared: Buffer | undefined;
  *  write may use one again (a request that was queued belongs to libuv until it completes). */
 let spareReq: WriteReq | undefined;
 
+/**
+ * True when every whole MQTT frame at the start of `buf[0 .. n)` is a four-byte PUBACK, PUBREC,
+ * PUBREL or PUBCOMP without properties, a PINGREQ or a DISCONNECT without properties: frames
+ * whose handling keeps no view of the bytes. What follows the last whole frame is a partial one,
+ * which the framer copies. A subscriber's stream of acknowledgements is the common case: its reads
+ * are lent, not copied, which takes an ArrayBuffer per read off the garbage collector.
+ */
+export function onlyViewlessFrames(buf: Uint8Array, n: number): boolean {
+  let pos = 0;
+  while (pos + 1 < n) {
+    const b0 = buf[pos]!;
+    const length = buf[pos + 1]!;
+    if (length === 2 && (b0 === 0x40 || b0 === 0x50 || b0 === 0x62 || b0 === 0x70)) pos += 4;
+    else if (length === 0 && (b0 === 0xc0 || b0 === 0xe0)) pos += 2;
+    else return false;
+  }
+  return true;
+}
+
 function onRead(this: StreamHandle): void {
   const sock = this[OWNER];
   if (sock === undefined) return;
   const b = bindings!;
   const n = b.state[b.kReadBytesOrError]!;
   if (n > 0) {
-    const chunk = Buffer.allocUnsafeSlow(n);
-    shared!.copy(chunk, 0, 0, n);
-    sock.owner.onData(chunk);
+    const owner = sock.owner;
+    const buf = shared!;
+    let chunk: Buffer;
+    if (owner.lendsViewlessReads === true && onlyViewlessFrames(buf, n)) chunk = buf.subarray(0, n);
+    else {
+      chunk = Buffer.allocUnsafeSlow(n);
+      buf.copy(chunk, 0, 0, n);
+    }
+    owner.onData(chunk);
   } else if (n < 0) {
     sock.readFailed(n);
   }
