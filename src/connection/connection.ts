@@ -101,10 +101,6 @@ export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
   /** Reads come through `readDirect`, not 'data' events (bytes handed in by the caller, e.g. what
    *  followed a PROXY header, go to `onData`, never back into the stream). */
   readonly directRead: boolean;
-  /** A RawSocket may lend this connection reads made only of acks, PINGREQ and DISCONNECT (see
-   *  raw-tcp.ts `onlyViewlessFrames`): the framer copies partial frames, and those decode to
-   *  numbers, so nothing of such a chunk is kept past `onData`. */
-  readonly lendsViewlessReads = true;
 
   constructor(
     private readonly stream: ByteStream,
@@ -119,14 +115,14 @@ export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
     this.channel = new Channel(this, deps);
     this.decoder = new Decoder(this, deps.broker.options.maxPacketSize);
     this.stats = deps.broker.stats;
-    // Shared listener functions find their Connection on the stream: no closures per connection
-    // (an idle connection's memory is mostly what is allocated here).
     if (stream instanceof RawSocket) {
       // No stream events: the socket calls this connection's onData / onError / onDrain / onClosed.
       stream.owner = this;
       this.directRead = true;
       return;
     }
+    // Shared listener functions find their Connection on the stream: no closures per connection
+    // (an idle connection's memory is mostly what is allocated here).
     (stream as unknown as Record<symbol, Connection>)[CONN] = this;
     const duplex = stream as unknown as Stream;
     // Plain TCP reads skip Node's Readable layer where this Node allows it (direct-read.ts).
@@ -138,6 +134,13 @@ export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
     // end() again would only build an ERR_STREAM_ALREADY_FINISHED error.
     if (duplex.allowHalfOpen !== false) duplex.on('end', onEnd);
     duplex.on('drain', onDrain);
+  }
+
+  /** A RawSocket may lend this connection reads made only of acks, PINGREQ and DISCONNECT (see
+   *  raw-tcp.ts `onlyViewlessFrames`): the framer copies partial frames, and those decode to
+   *  numbers, so nothing of such a chunk is kept past `onData`. A getter: no field per connection. */
+  get lendsViewlessReads(): boolean {
+    return true;
   }
 
   /** `host:port` of the client; built when asked (logs, authentication), not kept per connection. */

@@ -26,10 +26,22 @@ import type { Duplex } from 'node:stream';
 /** Bytes libuv may read at once into the shared buffer (Node's own per-read allocation). */
 const READ_BYTES = 64 * 1024;
 
-/** The buffer every direct socket reads into. Reads are handled one at a time on this thread and
- *  each is copied out before the next, so one buffer serves all sockets. Never released: libuv
- *  holds a raw pointer to it. */
+/** The buffer every direct socket and every RawSocket (raw-tcp.ts) reads into. Reads are handled
+ *  one at a time on this thread and each is copied out (or lent, see raw-tcp.ts) before the next,
+ *  so one buffer serves all sockets. Never released: libuv holds a raw pointer to it. */
 let shared: Buffer | undefined;
+
+export function sharedReadBuffer(): Buffer {
+  return (shared ??= Buffer.allocUnsafeSlow(READ_BYTES));
+}
+
+/** The first `n` bytes of the shared buffer in a Buffer of their own (of exactly that size, so a
+ *  view kept into it pins no more than the read). */
+export function copyRead(n: number): Buffer {
+  const chunk = Buffer.allocUnsafeSlow(n);
+  shared!.copy(chunk, 0, 0, n);
+  return chunk;
+}
 
 interface Slots {
   buffer: symbol;
@@ -51,7 +63,7 @@ function findSlots(socket: net.Socket): Slots | null {
 /** Gets each read's bytes, with `this` = the socket. */
 export type DirectReadHandler<S> = (this: S, chunk: Buffer) => void;
 /** What Node calls as `socket[kBufferCb](nread, buffer)` after each successful read. */
-type NodeCallback = (this: unknown, nread: number, buf: Buffer) => void;
+type NodeCallback = (this: unknown, nread: number) => void;
 
 /** One Node-facing callback per handler (callers pass a shared function): no closure per socket. */
 const callbacks = new WeakMap<DirectReadHandler<unknown>, NodeCallback>();
@@ -76,19 +88,17 @@ export function readDirect<S extends Duplex>(socket: S, onChunk: DirectReadHandl
   // The slots must be the ones net.Socket's constructor set (null when no onread was given).
   if (raw[slots.buffer] !== null || raw[slots.callback] !== null) return false;
   if (raw.readableLength > 0) return false;
-  shared ??= Buffer.allocUnsafeSlow(READ_BYTES);
-  raw[slots.buffer] = shared;
+  const buffer = sharedReadBuffer();
+  raw[slots.buffer] = buffer;
   let callback = callbacks.get(onChunk as DirectReadHandler<unknown>);
   if (callback === undefined) {
-    callback = function onDirectRead(this: unknown, nread: number, buf: Buffer): void {
-      const chunk = Buffer.allocUnsafeSlow(nread);
-      buf.copy(chunk, 0, 0, nread);
-      onChunk.call(this as S, chunk);
+    callback = function onDirectRead(this: unknown, nread: number): void {
+      onChunk.call(this as S, copyRead(nread));
     };
     callbacks.set(onChunk as DirectReadHandler<unknown>, callback);
   }
   raw[slots.callback] = callback;
-  handle.useUserBuffer(shared);
+  handle.useUserBuffer(buffer);
   return true;
 }
 

@@ -31,6 +31,7 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import { getDefaultHighWaterMark } from 'node:stream';
 import util from 'node:util';
+import { copyRead, sharedReadBuffer } from './direct-read.js';
 
 /** What a RawSocket hands its events to. Each is called at most until `onClosed`, which comes
  *  once, after the handle is closed. */
@@ -74,7 +75,6 @@ interface ServerHandle {
 interface WriteReq {
   oncomplete: (this: WriteReq, status: number) => void;
   handle: StreamHandle;
-  async: boolean;
   bytes: number;
   buffer: Uint8Array | null;
   [OWNER]?: RawSocket;
@@ -99,8 +99,6 @@ const OWNER = Symbol('skein.rawSocket');
 const UV_EOF = -4095;
 /** Node's listen backlog for `net.Server`. */
 const BACKLOG = 511;
-/** Bytes libuv may read at once into the shared buffer (Node's own per-read size). */
-const READ_BYTES = 64 * 1024;
 
 let bindings: Bindings | null | undefined;
 let whyNot = '';
@@ -161,11 +159,6 @@ function uvError(status: number, syscall: string, where?: string): NodeJS.ErrnoE
   return err;
 }
 
-/** The buffer every RawSocket reads into. Reads are handled one at a time on this thread and each
- *  is copied out before the next, so one buffer serves all sockets. Never released: libuv holds a
- *  raw pointer to it. */
-let shared: Buffer | undefined;
-
 /** Write requests whose write went through at once: the C++ side never touched them, so the next
  *  write may use one again (a request that was queued belongs to libuv until it completes). */
 let spareReq: WriteReq | undefined;
@@ -196,14 +189,8 @@ function onRead(this: StreamHandle): void {
   const n = b.state[b.kReadBytesOrError]!;
   if (n > 0) {
     const owner = sock.owner;
-    const buf = shared!;
-    let chunk: Buffer;
-    if (owner.lendsViewlessReads === true && onlyViewlessFrames(buf, n)) chunk = buf.subarray(0, n);
-    else {
-      chunk = Buffer.allocUnsafeSlow(n);
-      buf.copy(chunk, 0, 0, n);
-    }
-    owner.onData(chunk);
+    const buf = sharedReadBuffer();
+    owner.onData(owner.lendsViewlessReads === true && onlyViewlessFrames(buf, n) ? buf.subarray(0, n) : copyRead(n));
   } else if (n < 0) {
     sock.readFailed(n);
   }
@@ -248,8 +235,7 @@ export class RawSocket {
     this.owner = owner;
     handle[OWNER] = this;
     handle.onread = onRead;
-    shared ??= Buffer.allocUnsafeSlow(READ_BYTES);
-    handle.useUserBuffer(shared);
+    handle.useUserBuffer(sharedReadBuffer());
   }
 
   /** Like `net.Socket.destroyed`: true from `destroy()` (or a failure) on. */

@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import type { ChannelDeps } from '../channel/channel.js';
 import type { SocketLayer } from '../config/schema.js';
 import { Connection } from '../connection/connection.js';
-import { RawSocket, RawTcpServer, rawTcpSupported, rawTcpUnsupportedReason, type RawSocketOwner } from '../connection/raw-tcp.js';
+import { RawSocket, RawTcpServer, rawTcpSupported, rawTcpUnsupportedReason } from '../connection/raw-tcp.js';
 import {
   looksLikeProxyHeader,
   parseProxyHeader,
@@ -23,7 +23,6 @@ import {
   trustMatcher,
   V2_MAX_LENGTH,
 } from './proxy-protocol.js';
-
 
 export interface TcpListenerOptions {
   port: number;
@@ -123,80 +122,57 @@ export class TcpListener {
     socket.resume();
   }
 
-  private refused(peer: string, why: string): void {
-    this.logger.warn({ remote: peer, why }, 'connection refused: PROXY protocol');
-  }
-
-  private preambleDone(socket: net.Socket | RawSocket, peer: string, step: PreambleStep & { kind: 'done' }): void {
-    if (step.version !== undefined) {
-      this.logger.debug({ proxy: peer, remote: step.real ?? peer, version: step.version, command: step.command }, 'PROXY header');
-    }
-    this.attach(socket, step.real, step.rest);
-  }
-
-  /** Reads the PROXY header (trusted peers) or checks there is none (others), then attaches. */
-  private readPreamble(socket: net.Socket): void {
+  /**
+   * Reads the PROXY header (trusted peers) or checks there is none (others), then attaches; the
+   * same for both socket layers. The caller feeds the socket's bytes to `onData` and calls `stop`
+   * when the socket fails or closes first; `release` unhooks the caller's feed.
+   */
+  private preambleReader(socket: net.Socket | RawSocket, release: () => void): { onData(chunk: Buffer): void; stop(): void } {
     const peer = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
     const trusted = socket.remoteAddress !== undefined && this.trusted(socket.remoteAddress);
     let buf: Buffer = Buffer.alloc(0);
+    const stop = (): void => {
+      clearTimeout(timer);
+      release();
+    };
     const reject = (why: string): void => {
-      cleanup();
-      this.refused(peer, why);
+      stop();
+      this.logger.warn({ remote: peer, why }, 'connection refused: PROXY protocol');
       socket.destroy();
     };
     const timer = setTimeout(() => reject('no complete PROXY header in time'), this.opts.proxyHeaderTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS);
     timer.unref();
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('error', onError);
-      socket.off('close', onClose);
-    };
-    const onError = (): void => cleanup();
-    const onClose = (): void => cleanup();
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       const step = preambleStep(buf, trusted);
       if (step.kind === 'more') return;
       if (step.kind === 'reject') return reject(step.why);
-      cleanup();
+      stop();
       socket.pause();
-      this.preambleDone(socket, peer, step);
+      if (step.version !== undefined) {
+        this.logger.debug({ proxy: peer, remote: step.real ?? peer, version: step.version, command: step.command }, 'PROXY header');
+      }
+      this.attach(socket, step.real, step.rest);
     };
-    socket.on('data', onData);
-    socket.on('error', onError);
-    socket.on('close', onClose);
+    return { onData, stop };
   }
 
-  /** The same for a RawSocket: the reader owns the socket until the header is read. */
+  /** A net.Socket's preamble: read through its events. */
+  private readPreamble(socket: net.Socket): void {
+    const reader = this.preambleReader(socket, () => {
+      socket.off('data', reader.onData);
+      socket.off('error', reader.stop);
+      socket.off('close', reader.stop);
+    });
+    socket.on('data', reader.onData);
+    socket.on('error', reader.stop);
+    socket.on('close', reader.stop);
+  }
+
+  /** A RawSocket's preamble: the reader owns the socket until the Connection takes it. */
   private readRawPreamble(socket: RawSocket): void {
-    const peer = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
-    const trusted = socket.remoteAddress !== undefined && this.trusted(socket.remoteAddress);
-    let buf: Buffer = Buffer.alloc(0);
-    let timer: NodeJS.Timeout | undefined;
-    const reject = (why: string): void => {
-      clearTimeout(timer);
-      this.refused(peer, why);
-      socket.destroy();
-    };
-    const reader: RawSocketOwner = {
-      onData: (chunk) => {
-        if (socket.destroyed) return;
-        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-        const step = preambleStep(buf, trusted);
-        if (step.kind === 'more') return;
-        if (step.kind === 'reject') return reject(step.why);
-        clearTimeout(timer);
-        socket.pause();
-        this.preambleDone(socket, peer, step);
-      },
-      onError: () => clearTimeout(timer),
-      onDrain: () => {},
-      onClosed: () => clearTimeout(timer),
-    };
-    socket.owner = reader;
-    timer = setTimeout(() => reject('no complete PROXY header in time'), this.opts.proxyHeaderTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS);
-    timer.unref();
+    const reader = this.preambleReader(socket, () => undefined);
+    socket.owner = { onData: reader.onData, onError: reader.stop, onDrain: () => undefined, onClosed: reader.stop };
     socket.resume();
   }
 
