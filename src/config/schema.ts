@@ -517,7 +517,7 @@ export const CONFIG_SCHEMA: ObjectSpec = {
           socketLayer: {
             kind: 'enum',
             values: SOCKET_LAYERS,
-            doc: '`mqtt` listeners: `handle` accepts on Node\'s libuv TCP handles without a `net.Socket` per connection (about twice the connects per second; falls back to `net` with a warning where the runtime lacks them), `net` uses `net.Server`. Same behaviour either way.',
+            doc: '`mqtt` listeners only (`net` on another protocol is a configuration error): `handle` accepts on Node\'s libuv TCP handles without a `net.Socket` per connection (about twice the connects per second; falls back to `net` with a warning where the runtime lacks them), `net` uses `net.Server`. Same behaviour either way.',
           },
           tls: {
             kind: 'object',
@@ -830,6 +830,9 @@ export function listenerProblems(l: ListenerConfig): string[] {
     }
   }
   if (l.proxyProtocol && l.protocol !== 'mqtt') out.push(`proxyProtocol is only supported with protocol mqtt (terminate TLS / WebSocket at the proxy)`);
+  // TLS and WebSocket listeners always sit on net.Socket (tls / ws need its stream): asking for
+  // `net` elsewhere would be silently meaningless, so it is refused (the default is accepted).
+  if (l.socketLayer === 'net' && l.protocol !== 'mqtt') out.push(`socketLayer applies to protocol mqtt only (${l.protocol} listeners always use net.Socket)`);
   return out;
 }
 

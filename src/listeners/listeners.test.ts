@@ -333,6 +333,13 @@ describe('listener configuration', () => {
       /tls.requireCertificate needs tls.ca/,
     );
     assert.throws(() => configFromObject({ listeners: [{ protocol: 'mqtts', tls: { cert: 'a', key: 'b', minVersion: 'TLSv1.1' } }] }), /minVersion/);
+    // socketLayer is a plain TCP setting; on a TLS or WebSocket listener `net` is refused by name.
+    for (const protocol of ['ws', 'mqtts'] as const) {
+      const tls = protocol === 'mqtts' ? { cert: 'a', key: 'b' } : {};
+      assert.throws(() => configFromObject({ listeners: [{ protocol, tls, socketLayer: 'net' }] }), new RegExp(`listeners\\[0\\]: socketLayer applies to protocol mqtt only \\(${protocol} listeners`));
+      assert.equal(configFromObject({ listeners: [{ protocol, tls }] }).listeners[0]!.socketLayer, 'handle');
+    }
+    assert.equal(configFromObject({ listeners: [{ protocol: 'mqtt', socketLayer: 'net' }] }).listeners[0]!.socketLayer, 'net');
   });
 
   test('a missing certificate file fails the start naming the key', async () => {
