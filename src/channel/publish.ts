@@ -5,6 +5,7 @@
  * packet id is remembered until PUBREL [MQTT-4.3.3-9]).
  */
 import type { IPublishPacket, IPubrelPacket, Packet } from '../codec/codec.js';
+import { VIEW_PIN_SLACK } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { StoredMessage } from '../store/types.js';
 import type { PublishOutcome } from '../broker/broker.js';
@@ -94,10 +95,11 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   }
 
   let payload = toBuffer(p.payload);
-  if ((qos > 0 || p.retain || o.queueQos0Messages) && payload.buffer.byteLength > payload.length + 1024) {
+  if ((qos > 0 || p.retain || o.queueQos0Messages) && payload.buffer.byteLength > payload.length + VIEW_PIN_SLACK) {
     // The decoder's payload is a view into the socket chunk (up to 64 KB): a message that may
     // be kept (retained, queued) gets its own copy so it does not pin the whole chunk (nor a
-    // slice of Buffer's shared 8 KB pool: allocUnsafeSlow).
+    // slice of Buffer's shared 8 KB pool: allocUnsafeSlow). A small read's slab
+    // (connection/direct-read.ts) is within the slack: its payloads are kept as they are.
     const copy = Buffer.allocUnsafeSlow(payload.length);
     payload.copy(copy);
     payload = copy;

@@ -22,6 +22,7 @@ import { FrameReader } from './framer.js';
 import { decodeFast, MISSING_PACKET_ID, type TopicMemo } from './fast-decode.js';
 import { encodeAckFast, encodeEmpty, encodePublishFast } from './fast-encode.js';
 export { fourByteAckHeader } from './fast-encode.js';
+export { VIEW_PIN_SLACK } from './framer.js';
 import { RC } from './reason-codes.js';
 import { readUtf8, utf8Problem } from './utf8.js';
 

@@ -14,6 +14,14 @@
  * views into a frame (decoded payloads do).
  */
 
+/**
+ * How many bytes beyond its own length a kept view (a payload held in a queue, a retained
+ * message, a will) may pin in the buffer it views. `handlePublish` copies a payload that may be
+ * kept when its buffer is larger than that; the plain-TCP read path packs small reads into slabs
+ * of this size (connection/direct-read.ts), so a view into a slab is never copied for it.
+ */
+export const VIEW_PIN_SLACK = 1024;
+
 export interface FramerHandlers {
   /** One whole packet, fixed header included. The buffer may be a view into the input chunk. */
   frame(bytes: Buffer, remainingLength: number): void;

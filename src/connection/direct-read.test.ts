@@ -1,8 +1,8 @@
 /**
  * Direct reads (direct-read.ts) over real loopback sockets: they engage on a socket a server
  * accepted (on the Node the suite runs on; the fallback to 'data' events is for others), hand
- * every byte over in order and in Buffers of their own (a chunk kept by the consumer is not
- * overwritten by later reads of any socket), stop and restart with pause()/resume(), still end
+ * every byte over in order and in memory of their own (a chunk kept by the consumer is not
+ * overwritten by later reads of any socket; small reads sit side by side in slabs), stop and restart with pause()/resume(), still end
  * with 'end' on the peer's FIN, and leave TLS and other streams alone. Then a whole Connection on
  * a direct socket: queued messages' payloads, which are views into read chunks, stay intact.
  */
@@ -13,7 +13,8 @@ import { PassThrough } from 'node:stream';
 import { once } from 'node:events';
 import tls from 'node:tls';
 import mqttPacket from 'mqtt-packet';
-import { readDirect } from './direct-read.js';
+import { copyRead, readDirect, READ_SLAB_BYTES, sharedReadBuffer } from './direct-read.js';
+import { VIEW_PIN_SLACK } from '../codec/codec.js';
 import { Connection } from './connection.js';
 import { RawClient, startTestBroker } from '../testing/harness.js';
 import { silentLogger } from '../log.js';
@@ -97,8 +98,49 @@ test('an accepted TCP socket reads directly: all bytes in order, each chunk a Bu
   assert.ok(Buffer.concat(ea.chunks).equals(wantA), 'socket a: every byte, in order, unchanged');
   assert.ok(Buffer.concat(eb.chunks).equals(wantB), 'socket b: every byte, in order, unchanged');
   assert.ok(ea.chunks.length > 3, `several reads (${ea.chunks.length})`);
-  const views = new Set([...ea.chunks, ...eb.chunks].map((c) => c.buffer));
-  assert.equal(views.size, ea.chunks.length + eb.chunks.length, 'every chunk has its own memory');
+  assertOwnMemory([...ea.chunks, ...eb.chunks]);
+});
+
+/** No chunk is a view of the shared read buffer, and no two chunks share a byte of memory
+ *  (small reads share slabs, side by side). */
+function assertOwnMemory(chunks: Buffer[]): void {
+  const shared = sharedReadBuffer().buffer;
+  const byBuffer = new Map<ArrayBufferLike, [number, number][]>();
+  for (const c of chunks) {
+    assert.notEqual(c.buffer, shared, 'not a view of the shared read buffer');
+    const ranges = byBuffer.get(c.buffer) ?? [];
+    ranges.push([c.byteOffset, c.byteOffset + c.length]);
+    byBuffer.set(c.buffer, ranges);
+  }
+  for (const ranges of byBuffer.values()) {
+    ranges.sort((x, y) => x[0] - y[0]);
+    for (let i = 1; i < ranges.length; i++) assert.ok(ranges[i]![0] >= ranges[i - 1]![1], 'chunks of one slab do not overlap');
+  }
+}
+
+test('copyRead: small reads side by side in slabs of READ_SLAB_BYTES (within the pin slack of kept payloads), larger ones in a Buffer of exactly their size', () => {
+  const shared = sharedReadBuffer();
+  const read = (n: number, fill: number): Buffer => {
+    shared.fill(fill, 0, n);
+    return copyRead(n);
+  };
+  assert.ok(READ_SLAB_BYTES <= VIEW_PIN_SLACK, 'a payload viewed in a slab is never copied for the slab (publish.ts)');
+  const small: Buffer[] = [];
+  for (let i = 0; i < 40; i++) small.push(read(90, i));
+  // Each kept read still holds its own bytes after 39 later reads through the same shared buffer.
+  small.forEach((c, i) => assert.ok(c.equals(Buffer.alloc(90, i)), `read ${i} intact`));
+  for (const c of small) assert.equal(c.buffer.byteLength, READ_SLAB_BYTES);
+  const slabs = new Set(small.map((c) => c.buffer));
+  // 11 reads of 90 bytes fit a 1 KiB slab: 40 reads take 4 slabs (5 when the first read lands in
+  // the end of one an earlier test began), not 40 ArrayBuffers.
+  const perSlab = Math.floor(READ_SLAB_BYTES / 90);
+  assert.ok(slabs.size <= Math.ceil(40 / perSlab) + 1, `${slabs.size} slabs for 40 reads`);
+  assertOwnMemory(small);
+  const big = read(READ_SLAB_BYTES / 2 + 1, 0xee);
+  assert.equal(big.buffer.byteLength, READ_SLAB_BYTES / 2 + 1, 'a larger read: a Buffer of exactly its size');
+  assert.ok(big.equals(Buffer.alloc(READ_SLAB_BYTES / 2 + 1, 0xee)));
+  const after = read(10, 0x55);
+  assert.ok(small[39]!.equals(Buffer.alloc(90, 39)) && after.equals(Buffer.alloc(10, 0x55)));
 });
 
 test('pause() stops direct reads (the peer is held back by TCP), resume() restarts them; the peer FIN still ends the socket', async (t) => {

@@ -15,13 +15,15 @@
  * stream's. Where any of those pieces is missing (another Node version, a TLS or WebSocket
  * stream), `readDirect` returns false and the caller reads 'data' events as before.
  *
- * Each read is copied into a Buffer of its own before the decoder sees it: decoded payloads and
+ * Each read is copied out of the shared buffer before the decoder sees it: decoded payloads and
  * the framer's frames are views into the chunk and may be kept (queued messages), so the shared
  * buffer must not be handed out. The copy is of the bytes read (a few hundred in a latency-bound
- * load, at most 64 KiB), and takes the place of the allocation Node would have made.
+ * load, at most 64 KiB), into a slab shared by small reads or a Buffer of its own (`copyRead`),
+ * and takes the place of the allocation Node would have made.
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { VIEW_PIN_SLACK } from '../codec/codec.js';
 
 /** Bytes libuv may read at once into the shared buffer (Node's own per-read allocation). */
 const READ_BYTES = 64 * 1024;
@@ -35,12 +37,39 @@ export function sharedReadBuffer(): Buffer {
   return (shared ??= Buffer.allocUnsafeSlow(READ_BYTES));
 }
 
-/** The first `n` bytes of the shared buffer in a Buffer of their own (of exactly that size, so a
- *  view kept into it pins no more than the read). */
+/**
+ * Small reads are copied into slabs of this size, one after another, instead of each into an
+ * ArrayBuffer of its own. An evenly paced QoS 1 load is one read of about 90 bytes per message;
+ * an ArrayBuffer per read was the one per-message ArrayBuffer left, and each costs a backing
+ * store malloc and, at the next scavenge, a sweep and a free: half of a scavenge's pause
+ * (`sweep_array_buffers` in `--trace-gc-nvp`, BENCHMARKS.md). A view kept into a slab (a queued
+ * or retained payload, a will) pins at most this much: `VIEW_PIN_SLACK`, the slack
+ * `handlePublish` allows a kept payload before it copies it (publish.ts). So no payload is copied
+ * because of the slab, and none pins more than that rule already let it.
+ */
+export const READ_SLAB_BYTES = VIEW_PIN_SLACK;
+/** Reads above this size get a Buffer of their own, of exactly their size (a slab would waste
+ *  up to this much of its end when a read does not fit). */
+const SLAB_READ_MAX = READ_SLAB_BYTES / 2;
+let slab: Buffer | undefined;
+let slabUsed = READ_SLAB_BYTES;
+
+/** The first `n` bytes of the shared buffer in a Buffer that nothing else writes into: a view of a
+ *  slab for a small read, a Buffer of exactly that size otherwise. */
 export function copyRead(n: number): Buffer {
-  const chunk = Buffer.allocUnsafeSlow(n);
-  shared!.copy(chunk, 0, 0, n);
-  return chunk;
+  if (n > SLAB_READ_MAX) {
+    const chunk = Buffer.allocUnsafeSlow(n);
+    shared!.copy(chunk, 0, 0, n);
+    return chunk;
+  }
+  let start = slabUsed;
+  if (start + n > READ_SLAB_BYTES) {
+    slab = Buffer.allocUnsafeSlow(READ_SLAB_BYTES);
+    start = 0;
+  }
+  shared!.copy(slab!, start, 0, n);
+  slabUsed = start + n;
+  return slab!.subarray(start, start + n);
 }
 
 interface Slots {

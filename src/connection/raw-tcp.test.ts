@@ -13,6 +13,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { onlyViewlessFrames, RawSocket, RawTcpServer, rawTcpSupported, rawTcpUnsupportedReason, type RawSocketOwner } from './raw-tcp.js';
+import { READ_SLAB_BYTES } from './direct-read.js';
 import { TcpListener } from '../listeners/tcp.js';
 import { startTestBroker, RawClient } from '../testing/harness.js';
 import { silentLogger } from '../log.js';
@@ -303,13 +304,16 @@ describe('lent reads', () => {
     assert.equal(rec.chunks[0]!.buffer.byteLength, 64 * 1024, 'lent: a view of the shared 64 KiB buffer');
     a.write(Buffer.from([0x30, 5, 0, 1, 0x74, 0x41, 0x42]));
     await rec.until(() => rec.chunks.length === 2, 'publish read');
-    assert.equal(rec.chunks[1]!.buffer.byteLength, 7, 'copied into a buffer of its own');
+    assert.notEqual(rec.chunks[1]!.buffer, rec.chunks[0]!.buffer, 'copied out of the shared buffer');
+    assert.ok(rec.chunks[1]!.buffer.byteLength <= READ_SLAB_BYTES, 'into a read slab (direct-read.ts copyRead)');
+    assert.deepEqual([...rec.chunks[1]!], [0x30, 5, 0, 1, 0x74, 0x41, 0x42]);
     const b = await connect(port);
     t.after(() => b.destroy());
     const other = await nth(1);
     b.write(Buffer.from([0x40, 2, 0, 1]));
     await other.rec.until(() => other.rec.chunks.length === 1, 'ack read, no lending');
-    assert.equal(other.rec.chunks[0]!.buffer.byteLength, 4);
+    assert.notEqual(other.rec.chunks[0]!.buffer, rec.chunks[0]!.buffer, 'an owner that does not lend gets a copy');
+    assert.deepEqual([...other.rec.chunks[0]!], [0x40, 2, 0, 1]);
   });
 });
 
