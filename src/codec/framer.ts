@@ -9,8 +9,8 @@
  * parser exactly one packet at a time makes the result independent of chunking, and lets the size
  * limit be enforced before a large body is buffered.
  *
- * A frame is a view (subarray) of the chunk pushed, or of a fresh Buffer.concat of a kept
- * remainder and the chunk; the framer never writes into either afterwards, so a consumer may keep
+ * A frame is a view (subarray) of the chunk pushed (of the range pushed), or of a fresh
+ * Buffer.concat of a kept remainder and the chunk; the framer never writes into either afterwards, so a consumer may keep
  * views into a frame (decoded payloads do).
  */
 
@@ -49,15 +49,19 @@ export abstract class FrameReader {
   /** The stream cannot be framed; called once, after which input is ignored (`stop`). */
   protected abstract onFramingError(kind: 'malformed' | 'too-large', message: string, remainingLength?: number): void;
 
-  push(chunk: Buffer): void {
+  /** Frames the bytes `chunk[start .. end)` (the whole chunk by default). A range rather than a
+   *  subarray lets a reader hand over part of a larger buffer (a read slab, the shared read
+   *  buffer) without a Buffer object per read. */
+  push(chunk: Buffer, start = 0, end = chunk.length): void {
     if (this.failed) return;
     let buf = chunk;
+    let pos = start;
     if (this.pending) {
-      buf = Buffer.concat([this.pending, chunk]);
+      buf = Buffer.concat([this.pending, chunk.subarray(start, end)]);
       this.pending = undefined;
+      pos = 0;
+      end = buf.length;
     }
-    let pos = 0;
-    const end = buf.length;
     while (pos < end && !this.failed) {
       // Remaining Length: up to 4 bytes, 7 bits each [MQTT-1.5.5-1].
       let length = 0;
@@ -93,7 +97,7 @@ export abstract class FrameReader {
     }
     if (!this.failed && pos < end) {
       // Keep the partial packet. Copy so a large chunk is not pinned by a small remainder.
-      this.pending = Buffer.from(buf.subarray(pos));
+      this.pending = Buffer.from(buf.subarray(pos, end));
     }
   }
 

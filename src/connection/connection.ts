@@ -172,13 +172,14 @@ export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
     this.onDecodeError(e.reasonCode, e.message);
   }
 
-  onData(chunk: Buffer): void {
-    this.stats.bytesReceived += chunk.length;
+  /** Bytes `chunk[start .. end)` read from the stream (the whole chunk for stream 'data'). */
+  onData(chunk: Buffer, start = 0, end = chunk.length): void {
+    this.stats.bytesReceived += end - start;
     // The store writes for the acks in one read go out together (Broker.deliveryOps).
     const broker = this.channel.broker;
     broker.beginDeliveryBatch();
     try {
-      this.decoder.push(chunk);
+      this.decoder.push(chunk, start, end);
     } finally {
       broker.endDeliveryBatch();
     }

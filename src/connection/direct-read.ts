@@ -62,14 +62,36 @@ export function copyRead(n: number): Buffer {
     shared!.copy(chunk, 0, 0, n);
     return chunk;
   }
+  const start = copyReadToSlab(n);
+  return slab!.subarray(start, start + n);
+}
+
+/** Whether a read of `n` bytes goes to a slab (`copyReadToSlab`) rather than a Buffer of its own. */
+export function fitsReadSlab(n: number): boolean {
+  return n <= SLAB_READ_MAX;
+}
+
+/** Copies the first `n` (<= SLAB_READ_MAX) bytes of the shared buffer into the current slab, or a
+ *  new one when they do not fit, and returns where they start; `readSlab()` is that slab. */
+export function copyReadToSlab(n: number): number {
   let start = slabUsed;
-  if (start + n > READ_SLAB_BYTES) {
-    slab = Buffer.allocUnsafeSlow(READ_SLAB_BYTES);
+  let s = slab;
+  if (s === undefined || start + n > READ_SLAB_BYTES) {
+    s = slab = Buffer.allocUnsafeSlow(READ_SLAB_BYTES);
     start = 0;
   }
-  shared!.copy(slab!, start, 0, n);
+  // A byte loop, not Buffer#copy: Node 20's copy of part of a buffer makes a Uint8Array view of
+  // the source first (lib/buffer.js _copyActual), an object per read; a few hundred bytes
+  // copy as fast this way.
+  const src = shared!;
+  for (let i = 0; i < n; i++) s[start + i] = src[i]!;
   slabUsed = start + n;
-  return slab!.subarray(start, start + n);
+  return start;
+}
+
+/** The slab the last `copyReadToSlab` wrote into. */
+export function readSlab(): Buffer {
+  return slab!;
 }
 
 interface Slots {

@@ -25,8 +25,8 @@ class Recorder implements RawSocketOwner {
   drains = 0;
   closed = 0;
   private waiters: (() => void)[] = [];
-  onData(chunk: Buffer): void {
-    this.chunks.push(chunk);
+  onData(chunk: Buffer, start: number, end: number): void {
+    this.chunks.push(chunk.subarray(start, end));
     this.wake();
   }
   onError(err: Error): void {

@@ -31,13 +31,15 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import { getDefaultHighWaterMark } from 'node:stream';
 import util from 'node:util';
-import { copyRead, sharedReadBuffer } from './direct-read.js';
+import { copyRead, copyReadToSlab, fitsReadSlab, readSlab, sharedReadBuffer } from './direct-read.js';
 
 /** What a RawSocket hands its events to. Each is called at most until `onClosed`, which comes
  *  once, after the handle is closed. */
 export interface RawSocketOwner {
-  /** Bytes read (a Buffer of their own: the caller may keep views into it). */
-  onData(chunk: Buffer): void;
+  /** Bytes read: `chunk[start .. end)`, in memory nothing else writes into (the owner may keep
+   *  views of it), unless lent (see `lendsViewlessReads`). A range, not a Buffer per read: small
+   *  reads arrive as a part of a read slab (direct-read.ts). */
+  onData(chunk: Buffer, start: number, end: number): void;
   /** A read or write failed; the socket is being destroyed. */
   onError(err: Error): void;
   /** Queued writes went out after `write` returned false. */
@@ -190,7 +192,11 @@ function onRead(this: StreamHandle): void {
   if (n > 0) {
     const owner = sock.owner;
     const buf = sharedReadBuffer();
-    owner.onData(owner.lendsViewlessReads === true && onlyViewlessFrames(buf, n) ? buf.subarray(0, n) : copyRead(n));
+    if (owner.lendsViewlessReads === true && onlyViewlessFrames(buf, n)) owner.onData(buf, 0, n);
+    else if (fitsReadSlab(n)) {
+      const start = copyReadToSlab(n);
+      owner.onData(readSlab(), start, start + n);
+    } else owner.onData(copyRead(n), 0, n);
   } else if (n < 0) {
     sock.readFailed(n);
   }

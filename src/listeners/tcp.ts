@@ -127,7 +127,7 @@ export class TcpListener {
    * same for both socket layers. The caller feeds the socket's bytes to `onData` and calls `stop`
    * when the socket fails or closes first; `release` unhooks the caller's feed.
    */
-  private preambleReader(socket: net.Socket | RawSocket, release: () => void): { onData(chunk: Buffer): void; stop(): void } {
+  private preambleReader(socket: net.Socket | RawSocket, release: () => void): { onData(chunk: Buffer, start?: number, end?: number): void; stop(): void } {
     const peer = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
     const trusted = socket.remoteAddress !== undefined && this.trusted(socket.remoteAddress);
     let buf: Buffer = Buffer.alloc(0);
@@ -142,8 +142,10 @@ export class TcpListener {
     };
     const timer = setTimeout(() => reject('no complete PROXY header in time'), this.opts.proxyHeaderTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS);
     timer.unref();
-    const onData = (chunk: Buffer): void => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    const onData = (chunk: Buffer, start = 0, end = chunk.length): void => {
+      // A part of a read slab may be kept as a view: nothing writes into a slab's used bytes.
+      const part = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+      buf = buf.length === 0 ? part : Buffer.concat([buf, part]);
       const step = preambleStep(buf, trusted);
       if (step.kind === 'more') return;
       if (step.kind === 'reject') return reject(step.why);
