@@ -25,10 +25,12 @@ function run(body: string): number[] {
 }
 
 test('a frozen young generation does not grow under surviving allocations', () => {
-  // V8 commits its initial 1 MiB semi-space in steps: it is there after the first churn.
+  // V8 commits its initial 1 MiB semi-space in steps (0.5 MiB after the first churn in some runs,
+  // 1 MiB in others): frozen, it never goes past that initial size, where the same load without
+  // the freeze takes it past 4 MiB (next test).
   const [before, after] = run(`freezeYoungGeneration(); await churn(); out.push(semiSpaceBytes()); await churn(); await churn(); out.push(semiSpaceBytes());`);
   assert.ok(before! <= 1 * MiB, `stays at V8's initial size (${before})`);
-  assert.equal(after, before);
+  assert.ok(after! <= 1 * MiB, `still at most V8's initial size after three times the load (${after})`);
 });
 
 test('without a policy the same load grows it past 4 MiB (the tests above and below can fail)', () => {
