@@ -10,8 +10,8 @@
  * limit be enforced before a large body is buffered.
  *
  * A frame is a view (subarray) of the chunk pushed (of the range pushed), or of a fresh
- * Buffer.concat of a kept remainder and the chunk; the framer never writes into either afterwards, so a consumer may keep
- * views into a frame (decoded payloads do).
+ * Buffer.concat of a kept remainder and the chunk; the framer never writes into either
+ * afterwards, so a consumer may keep views into a frame (decoded payloads do).
  */
 
 /**

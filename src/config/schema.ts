@@ -22,10 +22,10 @@ export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
 export const DEFAULT_PORTS: Readonly<Record<ListenerProtocol, number>> = { mqtt: 1883, mqtts: 8883, ws: 8083, wss: 8084 };
 
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
 /** How a `mqtt` listener accepts sockets (src/listeners/tcp.ts). */
 export const SOCKET_LAYERS = ['handle', 'net'] as const;
 export type SocketLayer = (typeof SOCKET_LAYERS)[number];
-export type TlsVersion = (typeof TLS_VERSIONS)[number];
 
 /** TLS settings of an `mqtts` / `wss` listener. Paths are read at start and on reload (SIGHUP). */
 export interface ListenerTlsConfig {

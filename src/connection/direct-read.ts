@@ -18,7 +18,7 @@
  * Each read is copied out of the shared buffer before the decoder sees it: decoded payloads and
  * the framer's frames are views into the chunk and may be kept (queued messages), so the shared
  * buffer must not be handed out. The copy is of the bytes read (a few hundred in a latency-bound
- * load, at most 64 KiB), into a slab shared by small reads or a Buffer of its own (`copyRead`),
+ * load, at most 64 KiB), into a slab shared by small reads or a Buffer of its own (`copyReadOut`),
  * and takes the place of the allocation Node would have made.
  */
 import net from 'node:net';
@@ -54,26 +54,21 @@ const SLAB_READ_MAX = READ_SLAB_BYTES / 2;
 let slab: Buffer | undefined;
 let slabUsed = READ_SLAB_BYTES;
 
-/** The first `n` bytes of the shared buffer in a Buffer that nothing else writes into: a view of a
- *  slab for a small read, a Buffer of exactly that size otherwise. */
-export function copyRead(n: number): Buffer {
+let out: Buffer | undefined;
+
+/**
+ * Copies the first `n` bytes of the shared buffer out, to memory nothing else writes into, and
+ * returns where they start in `readOutBuffer()`: the current slab (a new one when they do not
+ * fit) for a small read, a Buffer of exactly `n` bytes (start 0) otherwise. A position, not a
+ * Buffer: the caller hands the range on (raw-tcp.ts) without an object per read.
+ */
+export function copyReadOut(n: number): number {
+  const src = shared!;
   if (n > SLAB_READ_MAX) {
-    const chunk = Buffer.allocUnsafeSlow(n);
-    shared!.copy(chunk, 0, 0, n);
-    return chunk;
+    out = Buffer.allocUnsafeSlow(n);
+    src.copy(out, 0, 0, n);
+    return 0;
   }
-  const start = copyReadToSlab(n);
-  return slab!.subarray(start, start + n);
-}
-
-/** Whether a read of `n` bytes goes to a slab (`copyReadToSlab`) rather than a Buffer of its own. */
-export function fitsReadSlab(n: number): boolean {
-  return n <= SLAB_READ_MAX;
-}
-
-/** Copies the first `n` (<= SLAB_READ_MAX) bytes of the shared buffer into the current slab, or a
- *  new one when they do not fit, and returns where they start; `readSlab()` is that slab. */
-export function copyReadToSlab(n: number): number {
   let start = slabUsed;
   let s = slab;
   if (s === undefined || start + n > READ_SLAB_BYTES) {
@@ -83,15 +78,22 @@ export function copyReadToSlab(n: number): number {
   // A byte loop, not Buffer#copy: Node 20's copy of part of a buffer makes a Uint8Array view of
   // the source first (lib/buffer.js _copyActual), an object per read; a few hundred bytes
   // copy as fast this way.
-  const src = shared!;
   for (let i = 0; i < n; i++) s[start + i] = src[i]!;
   slabUsed = start + n;
+  out = s;
   return start;
 }
 
-/** The slab the last `copyReadToSlab` wrote into. */
-export function readSlab(): Buffer {
-  return slab!;
+/** The buffer the last `copyReadOut` copied into. */
+export function readOutBuffer(): Buffer {
+  return out!;
+}
+
+/** `copyReadOut` as a Buffer of its own range (for callers that take a Buffer per read). */
+export function copyRead(n: number): Buffer {
+  const start = copyReadOut(n);
+  const b = out!;
+  return start === 0 && b.length === n ? b : b.subarray(start, start + n);
 }
 
 interface Slots {

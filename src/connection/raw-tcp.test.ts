@@ -96,6 +96,15 @@ async function connect(port: number): Promise<net.Socket> {
   return c;
 }
 
+/** A client connected to a raw server that does not read yet, and the server's side of it. */
+async function pausedPeer(t: { after(fn: () => unknown): void }): Promise<{ c: net.Socket } & Accepted> {
+  const { port, nth } = await rawServer(t);
+  const c = await connect(port);
+  t.after(() => c.destroy());
+  c.pause();
+  return { c, ...(await nth(0)) };
+}
+
 function collect(c: net.Socket): { data: Buffer[]; ended: Promise<unknown> } {
   const data: Buffer[] = [];
   c.on('data', (d) => data.push(d));
@@ -142,11 +151,7 @@ describe('raw TCP sockets', () => {
   });
 
   it('a write the peer does not read is queued: write() turns false, onDrain follows, every byte arrives', async (t) => {
-    const { port, nth } = await rawServer(t);
-    const c = await connect(port);
-    t.after(() => c.destroy());
-    c.pause();
-    const { socket, rec } = await nth(0);
+    const { c, socket, rec } = await pausedPeer(t);
     const hash = createHash('sha256');
     let total = 0;
     let refused = false;
@@ -173,11 +178,7 @@ describe('raw TCP sockets', () => {
   });
 
   it('end(): what was queued arrives before the FIN, the socket closes once the peer ends too', async (t) => {
-    const { port, nth } = await rawServer(t);
-    const c = await connect(port);
-    t.after(() => c.destroy());
-    c.pause();
-    const { socket, rec } = await nth(0);
+    const { c, socket, rec } = await pausedPeer(t);
     const payload = Buffer.alloc(4 * 1024 * 1024, 0x5a);
     socket.write(payload);
     socket.end();
@@ -305,7 +306,7 @@ describe('lent reads', () => {
     a.write(Buffer.from([0x30, 5, 0, 1, 0x74, 0x41, 0x42]));
     await rec.until(() => rec.chunks.length === 2, 'publish read');
     assert.notEqual(rec.chunks[1]!.buffer, rec.chunks[0]!.buffer, 'copied out of the shared buffer');
-    assert.ok(rec.chunks[1]!.buffer.byteLength <= READ_SLAB_BYTES, 'into a read slab (direct-read.ts copyRead)');
+    assert.ok(rec.chunks[1]!.buffer.byteLength <= READ_SLAB_BYTES, 'into a read slab (direct-read.ts copyReadOut)');
     assert.deepEqual([...rec.chunks[1]!], [0x30, 5, 0, 1, 0x74, 0x41, 0x42]);
     const b = await connect(port);
     t.after(() => b.destroy());

@@ -31,7 +31,7 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import { getDefaultHighWaterMark } from 'node:stream';
 import util from 'node:util';
-import { copyRead, copyReadToSlab, fitsReadSlab, readSlab, sharedReadBuffer } from './direct-read.js';
+import { copyReadOut, readOutBuffer, sharedReadBuffer } from './direct-read.js';
 
 /** What a RawSocket hands its events to. Each is called at most until `onClosed`, which comes
  *  once, after the handle is closed. */
@@ -193,10 +193,10 @@ function onRead(this: StreamHandle): void {
     const owner = sock.owner;
     const buf = sharedReadBuffer();
     if (owner.lendsViewlessReads === true && onlyViewlessFrames(buf, n)) owner.onData(buf, 0, n);
-    else if (fitsReadSlab(n)) {
-      const start = copyReadToSlab(n);
-      owner.onData(readSlab(), start, start + n);
-    } else owner.onData(copyRead(n), 0, n);
+    else {
+      const start = copyReadOut(n);
+      owner.onData(readOutBuffer(), start, start + n);
+    }
   } else if (n < 0) {
     sock.readFailed(n);
   }

@@ -143,8 +143,9 @@ export class TcpListener {
     const timer = setTimeout(() => reject('no complete PROXY header in time'), this.opts.proxyHeaderTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS);
     timer.unref();
     const onData = (chunk: Buffer, start = 0, end = chunk.length): void => {
-      // A part of a read slab may be kept as a view: nothing writes into a slab's used bytes.
-      const part = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+      // Kept as a view: nothing writes into a read slab's used bytes (raw-tcp.ts never lends to
+      // this reader).
+      const part = chunk.subarray(start, end);
       buf = buf.length === 0 ? part : Buffer.concat([buf, part]);
       const step = preambleStep(buf, trusted);
       if (step.kind === 'more') return;
