@@ -80,18 +80,21 @@ export function pump(ch: Channel): void {
   const session = ch.session;
   if (ch.state !== 'connected' || !session) return;
   const window = Math.min(ch.clientReceiveMaximum, ch.broker.options.maxInflight);
-  const now = Date.now();
   // The `sent` records of this loop reach the store as one write (Broker.deliveryOps).
   ch.broker.beginDeliveryBatch();
   try {
-    pumpLoop(ch, session, window, now);
+    pumpLoop(ch, session, window);
   } finally {
     ch.broker.endDeliveryBatch();
   }
 }
 
-function pumpLoop(ch: Channel, session: Session, window: number, now: number): void {
+function pumpLoop(ch: Channel, session: Session, window: number): void {
   let dropped: number[] | undefined;
+  // The clock is read for the first message with an expiry only: most pumps (the one after each
+  // PUBACK finds the queue empty) and most messages need none, and Date.now() is a call into V8's
+  // runtime (about 1% of the broker's CPU at three calls per evenly paced QoS 1 message).
+  let now = 0;
   while (session.inflightCount < window) {
     if (session.queueLength === 0) break;
     if (ch.transport.bufferedBytes >= PUMP_OUTPUT_LIMIT) {
@@ -107,6 +110,7 @@ function pumpLoop(ch: Channel, session: Session, window: number, now: number): v
       continue;
     }
     const packetId = session.allocatePacketId()!;
+    if (now === 0 && e.message.expiresAt !== undefined) now = Date.now();
     const bytes = encodeDelivery(ch, e.message, e.qos, e.retain, e.subscriptionIds, packetId, false, now);
     if (typeof bytes === 'number') {
       // Expired while queued: never delivered [MQTT-3.3.2-5]; or too large for the client.

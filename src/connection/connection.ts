@@ -27,9 +27,17 @@ type ByteStream = {
 };
 
 /**
- * Connections with output waiting for the end of this event-loop turn. One `setImmediate` for all
- * of them: it runs after the poll phase, so every packet read in one turn (from every socket) is
- * handled before anything is written, and each connection gets one write per turn.
+ * Connections with output not yet written. Output is gathered per connection and written by
+ * `flushAll`, at one of two moments chosen by load (see `endRead`):
+ * - **at the end of the turn** (busy loop): one `setImmediate` runs after the poll phase, so every
+ *   packet read in one turn (from every socket) is handled before anything is written, and each
+ *   connection gets one write per turn however many reads fed it;
+ * - **at the end of the read** (quiet loop, one read per turn): nothing could be gathered with
+ *   the output of other reads, and the immediate would cost a pass through Node's callback
+ *   machinery (MakeCallback, async context, the immediate queue) before the bytes leave. Evenly
+ *   paced QoS 1 at 5k msg/s: 5 us less CPU per message (96 -> 91) and p90 10 us lower.
+ * Output made outside a read (timers, store completions, a channel resumed by a write) always
+ * waits for the end of the turn.
  */
 let pendingFlush: (Connection | null)[] = [];
 let pendingCount = 0;
@@ -38,12 +46,31 @@ let pendingCount = 0;
  *  store and make the next turn's first push allocate a new one (about 150 B per turn, 7% of
  *  what an evenly paced QoS 1 message allocates). */
 let spareFlush: (Connection | null)[] = [];
-let flushScheduled = false;
 /** A list longer than this after a flush (a burst of writes to many connections) is let go. */
 const KEEP_SLOTS = 1024;
 
+/** `turnEnd` is queued with setImmediate. */
+let turnEndArmed = false;
+/** Reads being handled (`Connection.onData` on the stack): output waits for `endRead`. */
+let readDepth = 0;
+/** Output of a read is written when the read is handled (quiet loop), not at the end of the turn. */
+let flushAfterRead = true;
+/** Reads counted in this turn: in batched mode every turn's, in eager mode a probed turn's. */
+let readsThisTurn = 0;
+/** Eager mode: a turn is probed (its reads counted) every PROBE_EVERY reads. */
+let probing = false;
+let readsToProbe = 1;
+/** Batched mode: consecutive turns that carried a single read. */
+let quietTurns = 0;
+/** A probed turn with this many reads (counted from the one that armed the probe) is busy:
+ *  batch. Three, not two: a publisher's PUBLISH and a subscriber's PUBACK of the message before
+ *  often share a turn at moderate rates, and write to different sockets anyway. */
+const BUSY_READS = 3;
+const PROBE_EVERY = 16;
+/** Batched mode goes back to eager after this many turns in a row with a single read. */
+const QUIET_TURNS = 16;
+
 function flushAll(): void {
-  flushScheduled = false;
   const list = pendingFlush;
   const n = pendingCount;
   // Writes made while flushing (a channel resumed by a write that went through) go to the
@@ -56,6 +83,63 @@ function flushAll(): void {
     c.flush();
   }
   spareFlush = list.length > KEEP_SLOTS ? [] : list;
+}
+
+function armTurnEnd(): void {
+  if (turnEndArmed) return;
+  turnEndArmed = true;
+  setImmediate(turnEnd);
+}
+
+/** The end of an event-loop turn: picks the mode for the turns to come, writes what is pending. */
+function turnEnd(): void {
+  turnEndArmed = false;
+  const reads = readsThisTurn;
+  readsThisTurn = 0;
+  if (flushAfterRead) {
+    if (probing) {
+      probing = false;
+      if (reads >= BUSY_READS) {
+        flushAfterRead = false;
+        quietTurns = 0;
+      }
+    }
+  } else if (reads === 1) {
+    if (++quietTurns >= QUIET_TURNS) {
+      flushAfterRead = true;
+      readsToProbe = PROBE_EVERY;
+    }
+  } else if (reads > 1) {
+    quietTurns = 0;
+  }
+  if (pendingCount > 0) flushAll();
+}
+
+function beginRead(): void {
+  readDepth++;
+}
+
+/** A read is handled: its output is written now (eager) or the turn's end is armed (batched). */
+function endRead(): void {
+  if (--readDepth > 0) return;
+  if (flushAfterRead) {
+    if (probing) readsThisTurn++;
+    else if (--readsToProbe <= 0) {
+      readsToProbe = PROBE_EVERY;
+      probing = true;
+      readsThisTurn = 1;
+      armTurnEnd();
+    }
+    if (pendingCount > 0) flushAll();
+  } else {
+    readsThisTurn++;
+    armTurnEnd();
+  }
+}
+
+/** The write mode and counters, for tests. */
+export function outputTiming(): { flushAfterRead: boolean; turnEndArmed: boolean } {
+  return { flushAfterRead, turnEndArmed };
 }
 
 const CONN = Symbol('skein.connection');
@@ -178,10 +262,12 @@ export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
     // The store writes for the acks in one read go out together (Broker.deliveryOps).
     const broker = this.channel.broker;
     broker.beginDeliveryBatch();
+    beginRead();
     try {
       this.decoder.push(chunk, start, end);
     } finally {
       broker.endDeliveryBatch();
+      endRead();
     }
   }
 
@@ -249,10 +335,7 @@ export class Connection implements Transport, DecoderHandlers, RawSocketOwner {
 
   private schedule(): void {
     pendingFlush[pendingCount++] = this;
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flushAll);
-    }
+    if (readDepth === 0) armTurnEnd();
   }
 
   write(bytes: Buffer): void {
