@@ -12,6 +12,7 @@
  *
  * Bodies are small JSON objects. HEAD is answered like GET.
  */
+import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import { listenOn } from '../listeners/listen.js';
 import type { Logger } from 'pino';

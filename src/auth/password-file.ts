@@ -7,6 +7,7 @@
  * Lines starting with `#` and blank lines are ignored. A line that does not parse is reported
  * with its line number and skipped (like Mosquitto, which drops such users and keeps going).
  */
+import { Buffer } from 'node:buffer';
 import { createHash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';

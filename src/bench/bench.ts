@@ -6,6 +6,7 @@
  *
  *   node dist/bench/bench.js --port 1883 --scenario fanin --qos 1 --publishers 10 --seconds 5
  */
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import mqttPacket from 'mqtt-packet';

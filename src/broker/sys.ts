@@ -2,6 +2,7 @@
  * `$SYS/broker/...` topics in Mosquitto's layout, published retained at an interval through the
  * broker's own publish entry point (they are kept in memory only, never in the store).
  */
+import { Buffer } from 'node:buffer';
 import type { Broker } from './broker.js';
 
 export class SysPublisher {

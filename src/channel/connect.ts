@@ -2,6 +2,7 @@
  * CONNECT, CONNACK and the AUTH exchange. The flow reads as a list of steps:
  *   validateConnect -> authenticate -> takeOver -> openSession -> connack -> replay
  */
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { IAuthPacket, IConnackPacket, IConnectPacket } from '../codec/codec.js';
 import { RC, v3ConnackCode } from '../codec/reason-codes.js';

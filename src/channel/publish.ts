@@ -4,6 +4,7 @@
  * PUBREC after the message is durable, and PUBREL -> PUBCOMP for QoS 2 (exactly once: the
  * packet id is remembered until PUBREL [MQTT-4.3.3-9]).
  */
+import { Buffer } from 'node:buffer';
 import { VIEW_PIN_SLACK, type IPublishPacket, type IPubrelPacket, type Packet } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { StoredMessage } from '../store/types.js';

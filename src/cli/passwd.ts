@@ -6,6 +6,7 @@
  * otherwise it is read twice from the terminal (no echo). Other lines of FILE are kept as they
  * are. The file is replaced atomically (temporary file + rename); a new file gets mode 0600.
  */
+import { Buffer } from 'node:buffer';
 import { readFile, rename, stat, writeFile, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { parseArgs } from 'node:util';

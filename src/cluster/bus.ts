@@ -5,6 +5,7 @@
  *
  * Everything sent within one event-loop turn leaves in one pipeline: one XADD per destination.
  */
+import { Buffer } from 'node:buffer';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 

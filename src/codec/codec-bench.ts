@@ -7,6 +7,7 @@
  * vs mqtt-packet, and the heap held by one idle Decoder. Runs single-threaded for a few seconds;
  * on a shared machine compare the ratios, not the absolute figures.
  */
+import { Buffer } from 'node:buffer';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import mqttPacket from 'mqtt-packet';

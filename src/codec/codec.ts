@@ -11,6 +11,7 @@
  * there); their results are the ones mqtt-packet gives, and every form they do not fully handle
  * goes to mqtt-packet as before.
  */
+import { Buffer } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
 
 // mqtt-packet's generate builds, on its first call, a cache of 65,536 two-byte Buffers for packet

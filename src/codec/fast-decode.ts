@@ -27,6 +27,7 @@
  * Buffer.concat, and Node allocates a new Buffer for every chunk it reads (mqtt-packet's
  * BufferList.slice returns views into the same chunk too, so the retention is unchanged).
  */
+import { Buffer } from 'node:buffer';
 import type { Packet } from 'mqtt-packet';
 import { readUtf8, utf8Problem } from './utf8.js';
 

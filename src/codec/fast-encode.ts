@@ -18,6 +18,7 @@
  * (mqtt-packet writes nothing at all then), a property the broker does not send (e.g. Session
  * Expiry Interval), a properties object with inherited enumerable keys, a PUBREL with DUP set.
  */
+import { Buffer } from 'node:buffer';
 
 /** Buffer's native UTF-8 writer (stable since Node 0.x; not in @types/node). */
 type Utf8Writer = { utf8Write(s: string, offset: number): number };

@@ -11,6 +11,7 @@
  * `dup`) and the Remaining Length as `length`, which is also what `encode` is given. `s('abc')` is
  * only the UTF-8 bytes of a string: every length prefix is written out by hand next to it.
  */
+import { Buffer } from 'node:buffer';
 import type { Packet } from './codec.js';
 import { RC } from './reason-codes.js';
 

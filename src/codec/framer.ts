@@ -13,6 +13,7 @@
  * Buffer.concat of a kept remainder and the chunk; the framer never writes into either
  * afterwards, so a consumer may keep views into a frame (decoded payloads do).
  */
+import { Buffer } from 'node:buffer';
 
 /**
  * How many bytes beyond its own length a kept view (a payload held in a queue, a retained

@@ -2,6 +2,7 @@
  * Shared steps of the conformance tests: a broker per test, raw clients that are closed when the
  * test ends, and the few multi-packet steps (connect, subscribe, publish) written once.
  */
+import { Buffer } from 'node:buffer';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';

@@ -2,6 +2,7 @@
  * Owns one byte stream (TCP, TLS, WebSocket stream...): feeds the decoder, hands packets to the
  * channel one at a time, writes with batching and backpressure. Nothing protocol-specific here.
  */
+import { Buffer } from 'node:buffer';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { Decoder, encode, type DecodeError, type DecoderHandlers } from '../codec/codec.js';

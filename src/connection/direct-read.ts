@@ -21,6 +21,7 @@
  * load, at most 64 KiB), into a slab shared by small reads or a Buffer of its own (`copyReadOut`),
  * and takes the place of the allocation Node would have made.
  */
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { VIEW_PIN_SLACK } from '../codec/codec.js';

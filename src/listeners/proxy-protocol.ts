@@ -8,6 +8,7 @@
  * (16-byte fixed part + 520 of addresses and TLVs); anything longer is invalid. The caller bounds
  * the time a peer has to send it (`PROXY_HEADER_TIMEOUT_MS`).
  */
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 
 export const V1_MAX_LENGTH = 107;

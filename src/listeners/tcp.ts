@@ -9,6 +9,7 @@
  * second); `net` uses net.Server. `handle` falls back to `net` by itself, with a warning, on a
  * runtime that lacks the bindings it needs.
  */
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { listenOn } from './listen.js';
 import type { Logger } from 'pino';

@@ -8,6 +8,7 @@
  * The client is written here on the project's codec because MQTT.js is a development dependency
  * only, and the warm-up runs in production installs.
  */
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { Decoder, encode, type Packet } from '../codec/codec.js';
 

@@ -3,6 +3,7 @@
  * a raw MQTT client that speaks packets over a real TCP socket (for conformance tests that must
  * send exactly what the spec describes, including malformed input).
  */
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import { mkdtempSync, rmSync } from 'node:fs';

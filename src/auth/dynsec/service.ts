@@ -15,6 +15,7 @@
  *   announcement still reloads, and connected clients that are now disabled or deleted are
  *   disconnected). The file seeds Redis when the key is absent.
  */
+import { Buffer } from 'node:buffer';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import type { Logger } from 'pino';

@@ -8,6 +8,7 @@
  * decides first, then the ACLs of that type by priority (highest first). The first match decides;
  * nothing matching -> the default access, which never grants `$CONTROL/...`.
  */
+import { Buffer } from 'node:buffer';
 import { pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const ACL_TYPES = [

@@ -1,4 +1,5 @@
 /** Builders and helpers for the store contract suite (interface only, no backend knowledge). */
+import { Buffer } from 'node:buffer';
 import assert from 'node:assert/strict';
 import {
   StaleEpochError,

@@ -14,6 +14,7 @@
  * - Writes naming an unknown seq or packet id (already completed, dropped...) are no-ops.
  * - Optional fields set to `undefined` come back absent.
  */
+import { Buffer } from 'node:buffer';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test, type TestContext } from 'node:test';
 import { StaleEpochError, type NewDelivery, type PublishCommit, type Store } from '../types.js';

@@ -13,6 +13,7 @@
  * starting with `$` (user property names can be anything) gets one more `$` on the way out and
  * loses it on the way in.
  */
+import { Buffer } from 'node:buffer';
 import { readSync } from 'node:fs';
 import { StoreError } from '../types.js';
 import { crc32 } from './crc32.js';

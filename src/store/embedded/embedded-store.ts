@@ -18,6 +18,7 @@
  * after 3 leaves snap N+1 + log N+1 (+ leftovers of N, ignored and deleted). A `.tmp` is always
  * garbage.
  */
+import { Buffer } from 'node:buffer';
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -4,6 +4,7 @@
  * `{t:'snapshot', v:1, gen}` first, then the `SnapshotRecord`s of `StoreState.exportRecords`, then
  * `{t:'end', records:n}`. A snapshot without its end record, or with any bad frame, is invalid.
  */
+import { Buffer } from 'node:buffer';
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { StoredMessage } from '../types.js';

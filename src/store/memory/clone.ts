@@ -7,6 +7,7 @@
  *   same way. Durable backends serialize records (JSON has no `undefined`), and dropping the keys
  *   here keeps every backend returning identical objects.
  */
+import { Buffer } from 'node:buffer';
 import type { DeliveryEntry, MessageProperties, StoredMessage } from '../types.js';
 
 export function deepCopy<T>(value: T): T {

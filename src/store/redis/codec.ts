@@ -10,6 +10,7 @@
  *   phase is `q`, `s` or `r`; packetId is empty when none; subscriptionIds is `-` when absent,
  *   empty for an empty list, else comma-separated; messageId is last because it may contain `|`.
  */
+import { Buffer } from 'node:buffer';
 import { fromJsonValue, toJsonValue } from '../embedded/codec.js';
 import { StoreError, type DeliveryEntry, type NewDelivery, type QoS, type SessionRecord, type StoredMessage, type SubscriptionRecord } from '../types.js';
 

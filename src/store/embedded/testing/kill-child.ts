@@ -7,6 +7,7 @@
  * resolved; the parent kills it with SIGKILL and checks that every printed commit survived.
  * Writes to stdout go straight to the pipe (synchronous for pipes on Linux).
  */
+import { Buffer } from 'node:buffer';
 import { writeSync } from 'node:fs';
 import { EmbeddedStore } from '../embedded-store.js';
 
