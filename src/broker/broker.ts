@@ -151,6 +151,8 @@ export class Broker {
    */
   private readonly deliveryOps = new Map<Session, { epoch: number; ops: number[] }>();
   private batchDepth = 0;
+  /** `now()` of the open delivery batch; 0 until read. */
+  private batchNow = 0;
 
   constructor(
     readonly options: BrokerOptions,
@@ -169,7 +171,19 @@ export class Broker {
 
   /** Opens a delivery batch (nests); synchronous code only: the batch ends in the same turn. */
   beginDeliveryBatch(): void {
-    this.batchDepth++;
+    if (this.batchDepth++ === 0) this.batchNow = 0;
+  }
+
+  /**
+   * `Date.now()`, read at most once per delivery batch (one socket read: tens of PUBLISH packets
+   * under load) and at each call outside one. Date.now() is a call into V8's C++ runtime: one
+   * per message was 3.8% of the broker's CPU in fan-in QoS 1 (`--cpu-prof` line ticks). What it
+   * stamps (a message's createdAt and expiry) is in milliseconds and seconds; a batch is handled
+   * within one turn of the event loop.
+   */
+  now(): number {
+    if (this.batchDepth === 0) return Date.now();
+    return this.batchNow !== 0 ? this.batchNow : (this.batchNow = Date.now());
   }
 
   endDeliveryBatch(): void {

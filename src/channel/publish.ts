@@ -120,7 +120,7 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
     return;
   }
 
-  const now = Date.now();
+  const now = broker.now();
   const props = p.properties;
   let message: StoredMessage;
   if (props) {
