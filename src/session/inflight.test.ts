@@ -97,3 +97,25 @@ test('Session.allocatePacketId never hands out an identifier in flight, across t
   }
   assert.equal(s.inflight.size, 1);
 });
+
+test('InflightTable keeps its size across bursts that fill it again and again; after a smaller burst it shrinks to fit that one', () => {
+  const table = new InflightTable();
+  const burst = (n: number, from: number) => {
+    for (let i = 0; i < n; i++) table.set(from + i, entry(i, from + i));
+    const capacity = table.capacity;
+    for (let i = 0; i < n; i++) assert.ok(table.delete(from + i));
+    assert.equal(table.size, 0);
+    return capacity;
+  };
+  const grown = burst(300, 1);
+  assert.ok(grown >= 600, `300 entries in ${grown} slots (at most half full)`);
+  for (let k = 0; k < 5; k++) {
+    burst(300, 1 + k * 300);
+    assert.equal(table.capacity, grown, 'the same bursts again: no shrink and regrow');
+  }
+  burst(10, 40_000); // everything acknowledged after a burst of ten
+  assert.equal(table.capacity, 32, 'sized back to fit the last burst: 16 slots per 8 entries, a power of two');
+  burst(3000, 1);
+  burst(2, 1);
+  assert.equal(table.capacity, 16, 'never below the minimum');
+});

@@ -28,10 +28,19 @@ export interface InflightView {
 
 const MIN_SLOTS = 16;
 
+/** The table size for `n` entries at most half full: a power of two, at least MIN_SLOTS. */
+function slotsFor(n: number): number {
+  let size = MIN_SLOTS;
+  while (size < 2 * n) size *= 2;
+  return size;
+}
+
 export class InflightTable implements InflightView {
   private slots: Array<DeliveryEntry | undefined> = new Array<DeliveryEntry | undefined>(MIN_SLOTS).fill(undefined);
   private mask = MIN_SLOTS - 1;
   private count = 0;
+  /** Most entries at once since the table last emptied: what the table is sized back to. */
+  private peak = 0;
 
   get size(): number {
     return this.count;
@@ -59,7 +68,7 @@ export class InflightTable implements InflightView {
       const i = packetId & this.mask;
       const e = this.slots[i];
       if (e === undefined || e.packetId === packetId) {
-        if (e === undefined) this.count++;
+        if (e === undefined && ++this.count > this.peak) this.peak = this.count;
         this.slots[i] = entry;
         if (this.count * 2 > this.slots.length) this.resize(this.slots.length * 2);
         return this;
@@ -73,10 +82,22 @@ export class InflightTable implements InflightView {
     const e = this.slots[i];
     if (e === undefined || e.packetId !== packetId) return false;
     this.slots[i] = undefined;
-    this.count--;
-    // A burst that grew the table does not keep it once everything is acknowledged.
-    if (this.count === 0 && this.slots.length > 4 * MIN_SLOTS) this.resize(MIN_SLOTS);
+    if (--this.count === 0) {
+      // A burst that grew the table does not keep it once everything is acknowledged; a table
+      // that the bursts of this session fill over and over (a subscriber kept busy, which
+      // empties its window every turn) keeps its size: shrinking it at each empty and growing
+      // it again was 1.4% of the broker's CPU in fan-in QoS 1. So it shrinks to what the last
+      // burst needed, and only when it is more than four times that.
+      const fit = slotsFor(this.peak);
+      this.peak = 0;
+      if (this.slots.length > 4 * fit) this.resize(fit);
+    }
     return true;
+  }
+
+  /** Slots in the table, for tests. */
+  get capacity(): number {
+    return this.slots.length;
   }
 
   *[Symbol.iterator](): IterableIterator<[number, DeliveryEntry]> {
