@@ -95,11 +95,10 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   }
 
   let payload = toBuffer(p.payload);
-  if ((qos > 0 || p.retain || o.queueQos0Messages) && payload.buffer.byteLength > payload.length + VIEW_PIN_SLACK) {
-    // The decoder's payload is a view into the socket chunk (up to 64 KB): a message that may
-    // be kept (retained, queued) gets its own copy so it does not pin the whole chunk (nor a
-    // slice of Buffer's shared 8 KB pool: allocUnsafeSlow). A small read's slab
-    // (connection/direct-read.ts) is within the slack: its payloads are kept as they are.
+  // A QoS 1/2 or retained payload was copied out of a large socket read by the decoder already,
+  // so that a queued or retained message does not pin the read (DecoderHandlers.packet). A QoS 0
+  // one is a view into the read: when QoS 0 messages are queued too, the same rule here.
+  if (qos === 0 && !p.retain && o.queueQos0Messages && payload.buffer.byteLength > payload.length + VIEW_PIN_SLACK) {
     const copy = Buffer.allocUnsafeSlow(payload.length);
     payload.copy(copy);
     payload = copy;

@@ -20,7 +20,7 @@ import mqttPacket from 'mqtt-packet';
 (mqttPacket as unknown as { writeToStream: { cacheNumbers: boolean } }).writeToStream.cacheNumbers = false;
 import type { IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { FrameReader } from './framer.js';
-import { decodeFast, MISSING_PACKET_ID, type TopicMemo } from './fast-decode.js';
+import { decodeFast, keptBytes, MISSING_PACKET_ID, type TopicMemo } from './fast-decode.js';
 import { encodeAckFast, encodeEmpty, encodePublishFast } from './fast-encode.js';
 export { fourByteAckHeader } from './fast-encode.js';
 export { VIEW_PIN_SLACK } from './framer.js';
@@ -55,6 +55,12 @@ export interface DecodeError {
 }
 
 export interface DecoderHandlers {
+  /**
+   * One packet. Bytes that will be kept do not pin the chunk they came in (fast-decode.ts
+   * `keptBytes`): a QoS 1/2 or retained PUBLISH's payload and Correlation Data, and a will's
+   * payload, pin at most VIEW_PIN_SLACK bytes beyond their length. Other Binary Data, and a
+   * QoS 0 payload, may be views into the chunk.
+   */
   packet(packet: Packet): void;
   error(err: DecodeError): void;
   /**
@@ -131,7 +137,10 @@ export class Decoder extends FrameReader implements TopicMemo {
       }
     }
     let r = (flags & NO_FAST_PATH) === 0 ? decodeFast(buf, start, total, remainingLength, version, this) : undefined;
-    if (r === undefined) r = decodeWithMqttPacket(buf.subarray(start, start + total), version, (flags & BRIDGE) !== 0);
+    if (r === undefined) {
+      r = decodeWithMqttPacket(buf.subarray(start, start + total), version, (flags & BRIDGE) !== 0);
+      if (typeof r !== 'string') keepOwnBytes(r);
+    }
     if (typeof r !== 'string' && r.cmd === 'connect' && r.protocolVersion) {
       // Later packets of this connection are decoded in the version CONNECT named (and, as
       // mqtt-packet did with its per-connection settings, in bridge mode if it asked for it).
@@ -158,6 +167,23 @@ export class Decoder extends FrameReader implements TopicMemo {
     if (this.failed) return;
     this.stop();
     this.handlers.error({ reasonCode, message });
+  }
+}
+
+/** The fast path's rule for bytes that will be kept (see DecoderHandlers.packet), applied to a
+ *  packet mqtt-packet decoded: its Buffers are views into the frame. */
+function keepOwnBytes(p: Packet): void {
+  const own = (b: Buffer) => keptBytes(b, 0, b.length, true);
+  if (p.cmd === 'publish') {
+    if (p.qos === 0 && !p.retain) return;
+    if (Buffer.isBuffer(p.payload)) p.payload = own(p.payload);
+    const props = p.properties;
+    // (A repeated property is a list in mqtt-packet's output: left as it is.)
+    if (Buffer.isBuffer(props?.correlationData)) props.correlationData = own(props.correlationData);
+  } else if (p.cmd === 'connect' && p.will) {
+    if (Buffer.isBuffer(p.will.payload)) p.will.payload = own(p.will.payload);
+    const props = p.will.properties;
+    if (Buffer.isBuffer(props?.correlationData)) props.correlationData = own(props.correlationData);
   }
 }
 

@@ -24,12 +24,47 @@
  *
  * Payloads and Binary Data properties are views into the frame (no copy). That is safe because
  * the frame is never reused: the Framer hands out subarrays of the socket chunk or of a fresh
- * Buffer.concat, and Node allocates a new Buffer for every chunk it reads (mqtt-packet's
- * BufferList.slice returns views into the same chunk too, so the retention is unchanged).
+ * Buffer.concat, and the readers give every read memory of its own (mqtt-packet's
+ * BufferList.slice returns views into the same chunk too). Except where the bytes will be kept
+ * (`keptBytes`): a QoS 1/2 or retained PUBLISH's payload and Correlation Data, a will's payload,
+ * in a frame whose memory is more than VIEW_PIN_SLACK larger than they are, get a copy of their
+ * own, so that a queued message or a session's will does not pin a whole socket read.
  */
 import { Buffer } from 'node:buffer';
 import type { Packet } from 'mqtt-packet';
 import { readUtf8, utf8Problem } from './utf8.js';
+import { VIEW_PIN_SLACK } from './framer.js';
+
+/**
+ * The ArrayBuffer under the last frame seen, looked up once per frame buffer (a read of tens of
+ * PUBLISH packets is one buffer): in Node 20 `Buffer#buffer`, which `subarray` and a partial
+ * `copy` read too, is a call into a C++ builtin; per payload, with the copy check, that was two
+ * calls per message, about 5% of the broker's CPU in fan-in QoS 1. Holds one buffer at most.
+ */
+let backingOf: Buffer | undefined;
+let backing: ArrayBufferLike = new ArrayBuffer(0);
+/** `backingOf.byteOffset` (a getter call too, a third of this function's own time when read per payload). */
+let backingAt = 0;
+
+/**
+ * Bytes `frame[pos .. end)` as a Buffer: a view, or when `kept` and the frame's memory is more than
+ * VIEW_PIN_SLACK larger than them, a copy in an ArrayBuffer of their own.
+ */
+export function keptBytes(frame: Buffer, pos: number, end: number, kept: boolean): Buffer {
+  if (frame !== backingOf) {
+    backingOf = frame;
+    backing = frame.buffer;
+    backingAt = frame.byteOffset;
+  }
+  const at = backingAt + pos;
+  const n = end - pos;
+  if (kept && backing.byteLength > n + VIEW_PIN_SLACK) {
+    const own = Buffer.allocUnsafeSlow(n);
+    own.set(new Uint8Array(backing, at, n));
+    return own;
+  }
+  return Buffer.from(backing, at, n);
+}
 
 /** A decoded packet, an error message (Malformed Packet), or undefined: decode with mqtt-packet. */
 export type FastResult = Packet | string | undefined;
@@ -149,8 +184,8 @@ function decodeConnect(frame: Buffer, b0: number, off: number, length: number): 
     pos = e;
     e = fieldEnd(frame, pos, end);
     if (e < 0) return undefined;
-    // Same key order as mqtt-packet; the payload is a view into the frame (see the note at the top).
-    willObject = { retain: willRetain, qos: willQos, topic, payload: frame.subarray(pos + 2, e) };
+    // Same key order as mqtt-packet; the payload is kept for the session (see the note at the top).
+    willObject = { retain: willRetain, qos: willQos, topic, payload: keptBytes(frame, pos + 2, e, true) };
     pos = e;
   }
   let username: string | undefined;
@@ -244,12 +279,13 @@ function decodePublish(frame: Buffer, b0: number, off: number, length: number, v
     if (propLength !== 0) {
       const propEnd = pos + propLength;
       if (propEnd > end) return undefined;
-      properties = readPublishProperties(frame, pos, propEnd);
+      properties = readPublishProperties(frame, pos, propEnd, qos !== 0 || (b0 & 1) !== 0);
       if (properties === undefined) return undefined;
       pos = propEnd;
     }
   }
-  const payload = frame.subarray(pos, end); // a view: see the note at the top
+  // A view, or a copy when the message may be kept: see the note at the top.
+  const payload = keptBytes(frame, pos, end, qos !== 0 || (b0 & 1) !== 0);
   const retain = (b0 & 1) !== 0;
   const dup = (b0 & 8) !== 0;
   // Same keys, same order as mqtt-packet: its Packet constructor, then messageId, properties.
@@ -266,7 +302,7 @@ function decodePublish(frame: Buffer, b0: number, off: number, length: number, v
  * past the Property Length, a property repeated that may not be, a string that is not strict
  * UTF-8.
  */
-function readPublishProperties(buf: Buffer, pos: number, end: number): Record<string, unknown> | undefined {
+function readPublishProperties(buf: Buffer, pos: number, end: number, kept: boolean): Record<string, unknown> | undefined {
   const props: Record<string, unknown> = {};
   while (pos < end) {
     const id = buf[pos++]!;
@@ -299,12 +335,12 @@ function readPublishProperties(buf: Buffer, pos: number, end: number): Record<st
         break;
       }
       case 0x09: {
-        // Correlation Data, Binary Data (a view into the frame, like mqtt-packet's).
+        // Correlation Data, Binary Data (a view into the frame, like mqtt-packet's, unless kept).
         if (pos + 2 > end || props.correlationData !== undefined) return undefined;
         const s = pos + 2;
         const e = s + ((buf[pos]! << 8) | buf[pos + 1]!);
         if (e > end) return undefined;
-        props.correlationData = buf.subarray(s, e);
+        props.correlationData = keptBytes(buf, s, e, kept);
         pos = e;
         break;
       }

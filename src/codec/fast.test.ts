@@ -16,6 +16,7 @@ import fc from 'fast-check';
 import mqttPacket from 'mqtt-packet';
 import { Decoder, decodeFrame, encode, encodePublish, type DecodeError, type Packet, type ProtocolVersionNumber } from './codec.js';
 import { decodeFast } from './fast-decode.js';
+import { VIEW_PIN_SLACK } from './framer.js';
 import { RC } from './reason-codes.js';
 
 type Version = ProtocolVersionNumber;
@@ -502,12 +503,43 @@ describe('fast decoder vs mqtt-packet', () => {
     }
   });
 
-  test('the payload and Correlation Data are views into the frame, like mqtt-packet\'s', () => {
-    const frame = generate({ cmd: 'publish', topic: 't', payload: Buffer.from('hello'), qos: 1, messageId: 3, retain: false, dup: false, properties: { correlationData: Buffer.from([1, 2]) } } as Packet, 5);
+  test('bytes that will be kept do not pin the read: a QoS 1/2 or retained payload and its Correlation Data, a will payload, are copied out of a large chunk, other bytes stay views (both decoders)', () => {
+    type Pub = { payload: Buffer; properties?: { correlationData?: Buffer } };
+    const publish = (qos: 0 | 1 | 2, retain: boolean) =>
+      generate({ cmd: 'publish', topic: 't', payload: Buffer.from('hello'), qos, messageId: qos ? 3 : undefined, retain, dup: false, properties: { correlationData: Buffer.from([1, 2]) } } as Packet, 5);
+    const connect = generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30, clientId: 'c', will: { topic: 'w', payload: Buffer.from('gone'), qos: 1, retain: false } } as Packet, 4);
+    /** `frame` at the start of a chunk of its own (as a socket read is) of `size` bytes. */
+    const inChunk = (frame: Buffer, size: number) => {
+      const chunk = Buffer.alloc(size);
+      frame.copy(chunk);
+      return chunk.subarray(0, frame.length);
+    };
+    const decode = (frame: Buffer, v: ProtocolVersionNumber, fastPath: boolean) => decodeFrame(frame, v, { fastPath }) as unknown as Pub & { will?: { payload: Buffer } };
+    const big = 64 * 1024;
     for (const fastPath of [true, false]) {
-      const p = decodeFrame(frame, 5, { fastPath }) as { payload: Buffer; properties: { correlationData: Buffer } };
-      assert.equal(p.payload.buffer, frame.buffer, `payload, fastPath=${fastPath}`);
-      assert.equal(p.properties.correlationData.buffer, frame.buffer, `correlation data, fastPath=${fastPath}`);
+      const at = `fastPath=${fastPath}`;
+      for (const [qos, retain] of [[1, false], [2, false], [0, true]] as const) {
+        const frame = inChunk(publish(qos, retain), big);
+        const p = decode(frame, 5, fastPath);
+        assert.equal(p.payload.toString(), 'hello');
+        assert.notEqual(p.payload.buffer, frame.buffer, `QoS ${qos} retain ${retain}: payload copied, ${at}`);
+        assert.ok(p.payload.buffer.byteLength <= p.payload.length + VIEW_PIN_SLACK, at);
+        assert.deepEqual([...p.properties!.correlationData!], [1, 2]);
+        assert.notEqual(p.properties!.correlationData!.buffer, frame.buffer, `correlation data copied, ${at}`);
+      }
+      // QoS 0, not retained: delivered at once, not kept; a view.
+      const q0 = inChunk(publish(0, false), big);
+      assert.equal(decode(q0, 5, fastPath).payload.buffer, q0.buffer, `QoS 0 payload is a view, ${at}`);
+      // In a chunk within the slack (a read slab), kept bytes stay views too: no copy needed.
+      const small = inChunk(publish(1, false), VIEW_PIN_SLACK);
+      const ps = decode(small, 5, fastPath);
+      assert.equal(ps.payload.buffer, small.buffer, `payload in a small chunk is a view, ${at}`);
+      assert.equal(ps.properties!.correlationData!.buffer, small.buffer, at);
+      // A will is kept for the session.
+      const c = inChunk(connect, big);
+      const will = decode(c, 4, fastPath).will!.payload;
+      assert.equal(will.toString(), 'gone');
+      assert.notEqual(will.buffer, c.buffer, `will payload copied, ${at}`);
     }
   });
 });
