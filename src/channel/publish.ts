@@ -4,8 +4,7 @@
  * PUBREC after the message is durable, and PUBREL -> PUBCOMP for QoS 2 (exactly once: the
  * packet id is remembered until PUBREL [MQTT-4.3.3-9]).
  */
-import { Buffer } from 'node:buffer';
-import { VIEW_PIN_SLACK, type IPublishPacket, type IPubrelPacket, type Packet } from '../codec/codec.js';
+import { keptBytes, type IPublishPacket, type IPubrelPacket, type Packet } from '../codec/codec.js';
 import { RC } from '../codec/reason-codes.js';
 import type { StoredMessage } from '../store/types.js';
 import type { PublishOutcome } from '../broker/broker.js';
@@ -97,12 +96,8 @@ export function handlePublish(ch: Channel, p: IPublishPacket): void {
   let payload = toBuffer(p.payload);
   // A QoS 1/2 or retained payload was copied out of a large socket read by the decoder already,
   // so that a queued or retained message does not pin the read (DecoderHandlers.packet). A QoS 0
-  // one is a view into the read: when QoS 0 messages are queued too, the same rule here.
-  if (qos === 0 && !p.retain && o.queueQos0Messages && payload.buffer.byteLength > payload.length + VIEW_PIN_SLACK) {
-    const copy = Buffer.allocUnsafeSlow(payload.length);
-    payload.copy(copy);
-    payload = copy;
-  }
+  // one is a view into the read: when QoS 0 messages are queued too, the decoder's rule here.
+  if (qos === 0 && !p.retain && o.queueQos0Messages) payload = keptBytes(payload, 0, payload.length, true);
   let refusal: { code: number; why: string } | undefined;
   if (!broker.authorizer.authorizePublish(ch.identity, topic)) refusal = { code: RC.NotAuthorized, why: 'not authorized' };
   else if (p.properties?.payloadFormatIndicator && !isUtf8(payload)) {

@@ -24,6 +24,7 @@ import { decodeFast, keptBytes, MISSING_PACKET_ID, type TopicMemo } from './fast
 import { encodeAckFast, encodeEmpty, encodePublishFast } from './fast-encode.js';
 export { fourByteAckHeader } from './fast-encode.js';
 export { VIEW_PIN_SLACK } from './framer.js';
+export { keptBytes } from './fast-decode.js';
 import { RC } from './reason-codes.js';
 import { readUtf8, utf8Problem } from './utf8.js';
 

@@ -247,3 +247,31 @@ test('a Connection on a direct socket: 2,000 QoS 1 messages published in many re
   assert.deepEqual(got, Array.from({ length: N }, (_, i) => payload(i).toString()));
   assert.deepEqual(corr, Array.from({ length: N }, (_, i) => `corr-${i}`));
 });
+
+test('with queueQos0Messages, QoS 0 payloads queued for an offline session are copied out of the read too (pin at most VIEW_PIN_SLACK beyond their length)', async (t) => {
+  const b = await startTestBroker({ mqtt: { queueQos0Messages: true } });
+  t.after(() => b.stop());
+  const sub = await RawClient.connect(b.port, 4);
+  await sub.handshake({ clientId: 'q0-offline', clean: false });
+  sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q0/#', qos: 0 }] } as mqttPacket.ISubscribePacket);
+  await sub.next('suback');
+  sub.destroy();
+  const session = b.node.broker.sessions.get('q0-offline')!;
+  const deadline = Date.now() + 5000;
+  while (b.node.broker.targets.has('q0-offline') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const pub = await RawClient.connect(b.port, 4);
+  t.after(() => pub.destroy());
+  await pub.handshake({ clientId: 'q0-pub' });
+  const N = 200;
+  // One write of 200 PUBLISH packets: a read of several KiB, far above the slab size.
+  pub.sendBytes(Buffer.concat(Array.from({ length: N }, (_, i) => mqttPacket.generate({ cmd: 'publish', topic: 'q0/t', payload: Buffer.from(`m${i}`), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket))));
+  while (session.queueLength < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(session.queueLength, N);
+  let i = 0;
+  session.someQueued(({ message: { payload } }) => {
+    assert.equal(payload.toString(), `m${i++}`);
+    assert.ok(payload.buffer.byteLength <= payload.length + VIEW_PIN_SLACK, `a ${payload.length}-byte payload pins ${payload.buffer.byteLength} bytes`);
+    return false;
+  });
+  assert.equal(i, N);
+});
